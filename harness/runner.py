@@ -1,0 +1,93 @@
+"""The runner: suite → cells → executor → store. The only loop over cells, the only writer.
+
+Each finished cell is written at once, in its own transaction, so a crash or a
+Ctrl-C loses at most the cell in flight; `--resume` continues the suite's
+latest run and runs only the cells without an ok record there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.config import CellSpec, expand_cells, load_suite
+from harness.errors import InputError
+from harness.executors import EXECUTORS, CellFailure
+from harness.progress import RunDisplay
+from harness.record import CellRecord
+from harness.store import Store
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    ran: int
+    skipped: int
+    failed: int
+
+
+def new_run_id(suite: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{suite}-{uuid.uuid4().hex[:6]}"
+
+
+def failed_record(spec: CellSpec, run_id: str, failure: CellFailure) -> CellRecord:
+    from harness.cell import new_record, now
+
+    record = new_record(spec, run_id)
+    record.error = failure.error
+    record.finished_at = now()
+    return record
+
+
+def run_suite(
+    suite_path: Path,
+    store_path: Path,
+    console: Console,
+    data_dir: str | None = None,
+    resume: bool = False,
+    executor: str = "local",
+) -> RunSummary:
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise InputError(data_dir, "--data-dir is not a folder", "point it at a data mirror such as ../shared/data")
+    suite = load_suite(suite_path)
+    cells = expand_cells(suite, suite_path, data_dir)
+    store = Store(store_path)
+    try:
+        run_id = (store.latest_run(suite.name) if resume else None) or new_run_id(suite.name)
+        done = store.ok_hashes(run_id)
+        todo = [cell for cell in cells if cell.config_hash not in done]
+        store.start_run(run_id, suite.name, str(suite_path), len(cells))
+        console.print(
+            f"run [bold]{run_id}[/]: {len(cells)} cells"
+            + (f", {len(cells) - len(todo)} already done" if resume else "")
+        )
+        failed = 0
+        with RunDisplay(len(todo), console) as display:
+            specs = iter(todo)
+            first = next(specs, None)
+            if first is not None:
+                display.start_cell(first)
+            for spec, outcome in EXECUTORS[executor](todo, run_id, display.update):
+                if isinstance(outcome, CellFailure):
+                    failed += 1
+                    store.write_cell(failed_record(spec, run_id, outcome))
+                    log = store.run_folder(run_id) / "logs" / f"{spec.cell_id}.log"
+                    log.parent.mkdir(parents=True, exist_ok=True)
+                    log.write_text(outcome.details or outcome.error)
+                    display.finish_cell("[red]failed")
+                    console.print(f"[red]✗ {spec.cell_id}: {outcome.error}[/]")
+                else:
+                    store.write_cell(outcome.record, outcome.predictions)
+                    display.finish_cell("[green]ok")
+                following = next(specs, None)
+                if following is not None:
+                    display.start_cell(following)
+        store.finish_run(run_id, "failed" if failed else "ok")
+        return RunSummary(run_id, len(todo), len(cells) - len(todo), failed)
+    finally:
+        store.close()
