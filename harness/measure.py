@@ -65,12 +65,23 @@ def timed_predict(
 
 @torch.no_grad()
 def latency_ms(
-    model: nn.Module, data: Encoded, device: torch.device, amp: bool, repeats: int = 100, warmup: int = 5
+    model: nn.Module,
+    data: Encoded,
+    device: torch.device,
+    amp: bool,
+    repeats: int = 100,
+    warmup: int = 5,
+    budget_s: float = 3.0,
+    min_repeats: int = 20,
 ) -> tuple[float, float]:
-    """p50 and p95 of single-example forward time over real rows (warm-up first)."""
+    """p50 and p95 of single-example forward time over real rows (warm-up first).
+
+    Stops after `repeats` rows, or once `budget_s` is spent and `min_repeats`
+    rows are timed, so a slow model does not spend minutes here.
+    """
     model.eval()
     rows = np.random.default_rng(0).permutation(len(data))[: warmup + repeats]
-    times = []
+    times: list[float] = []
     for n, row in enumerate(rows):
         batch = to_device(collate(data, np.array([row])), device)
         synchronize(device)
@@ -79,8 +90,10 @@ def latency_ms(
             model(batch)
         synchronize(device)
         if n >= warmup:
-            times.append((time.perf_counter() - start) * 1000)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+            times.append(time.perf_counter() - start)
+            if len(times) >= min_repeats and sum(times) > budget_s:
+                break
+    return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 95) * 1000)
 
 
 @torch.no_grad()

@@ -35,7 +35,12 @@ if TYPE_CHECKING:
     from harness.tasks.data import Examples
 
 ENTRY_POINT_GROUP = "harness.models"
-BUILTIN_MODULES = ("harness.models.cnn", "harness.models.hf")
+BUILTIN_MODULES = (
+    "harness.models.cnn",
+    "harness.models.rnn",
+    "harness.models.transformer",
+    "harness.models.hf",
+)
 
 _ADAPTERS: dict[str, type[Adapter]] = {}
 _loaded = False

@@ -1,0 +1,36 @@
+"""Shared fixtures: the real data mirror beside the checkout, an offline Hub, a private cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("HARNESS_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+
+# Nothing may reach the network in tests; fail fast instead of waiting on timeouts.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HARNESS_DATA_DIR"] = str(DATA_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Vocabulary cache per test session, so a test never depends on an earlier run's files."""
+    os.environ["HARNESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("harness-cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    assert (DATA_DIR / "hf" / "datasets" / "nyu-mll" / "glue").is_dir(), (
+        f"real data mirror not found at {DATA_DIR}; set HARNESS_DATA_DIR"
+    )
+    return DATA_DIR
+
+
+def write_suite(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -1,0 +1,154 @@
+"""The command line end to end, as a user runs it: real data, real models, a process per cell."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from harness.store import load_records
+
+TINY = """
+name: tiny
+tasks:
+  - {name: sst2, splits: {train: "train[:2000]", eval: validation}}
+  - rte
+  - stsb
+models:
+  - {adapter: cnn, label: cnn, params: {embed_dim: 32, num_filters: 16, vocab_size: 2000}}
+  - {adapter: hf, label: minilm, params: {pretrained: sentence-transformers/all-MiniLM-L6-v2}, training: {learning_rate: 1.0e-4, epochs: 3}}
+  - adapter: hf
+    label: tiny-bert
+    params:
+      config: {model_type: bert, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64}
+      vocab_size: 2000
+seeds: [0]
+training: {epochs: 1, batch_size: 16, max_seq_length: 48, max_train_examples: 160, max_eval_examples: 64}
+"""
+
+
+def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    suite = folder / "tiny.yaml"
+    suite.write_text(TINY)
+    store = folder / "harness.db"
+    result = harness("run", str(suite), "--store", str(store))
+    return result, store
+
+
+def test_run_trains_every_cell_and_stores_records(tiny_run):
+    result, store = tiny_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = load_records(store)
+    assert len(records) == 9 and set(records["status"]) == {"ok"}
+    assert set(records["task"]) == {"sst2", "rte", "stsb"}
+    assert set(records["model"]) == {"cnn", "minilm", "tiny-bert"}
+    for _, row in records.iterrows():
+        expected = {"sst2": {"accuracy"}, "rte": {"accuracy"}, "stsb": {"pearson", "spearmanr"}}[row["task"]]
+        assert set(row["metrics"]) == expected
+        assert row["train_examples"] == 160 and row["eval_examples"] == 64
+        assert row["train_examples_per_s"] > 0 and row["infer_examples_per_s"] > 0
+        assert row["params_total"] > 0 and row["peak_rss_mb"] > 100
+        assert row["cuda_peak_allocated_mb"] is None or math.isnan(row["cuda_peak_allocated_mb"])
+        assert row["git_commit"] is None or len(row["git_commit"]) == 40
+        assert row["versions"]["torch"]
+        predictions = pd.read_parquet(store.parent / "runs" / row["run_id"] / "predictions" / f"{row['cell_id']}.parquet")
+        assert len(predictions) == 64
+    accuracies = records[records.task == "sst2"].set_index("model")["metric.accuracy"]
+    assert accuracies["minilm"] > 65  # pretrained MiniLM learns SST-2 even from 160 sentences
+    minilm = records[(records.task == "stsb") & (records.model == "minilm")].iloc[0]
+    assert minilm["metric.pearson"] > 20  # regression head and MSE loss work
+
+
+def test_show_reproduces_the_run_table(tiny_run):
+    result, store = tiny_run
+    shown = harness("show", "--store", str(store))
+    assert shown.returncode == 0, shown.stderr
+    table_rows = [line for line in shown.stdout.splitlines() if "│" in line]
+    assert len(table_rows) >= 9
+    for line in table_rows:
+        assert line in result.stdout
+
+
+def test_list_and_export(tiny_run):
+    _, store = tiny_run
+    run_id = load_records(store)["run_id"].iloc[0]
+    runs = harness("list", "runs", "--store", str(store))
+    assert run_id in runs.stdout
+    models = harness("list", "models")
+    assert "cnn" in models.stdout and "hf" in models.stdout
+    csv = harness("export", run_id, "--format", "csv", "--store", str(store))
+    frame = pd.read_csv(io.StringIO(csv.stdout))
+    assert len(frame) == 9 and "metric.accuracy" in frame and "metric.pearson" in frame
+    exported = json.loads(harness("export", run_id, "--format", "json", "--store", str(store)).stdout)
+    assert {record["cell_id"] for record in exported} == set(frame["cell_id"])
+    assert all("metrics" in record for record in exported)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["run", "{dir}/broken.yaml"], "malformed YAML"),
+        (["run", "{dir}/nothere.yaml"], "file not found"),
+        (["run", "{dir}/unknown_key.yaml"], "unknown key"),
+        (["run", "{dir}/ok.yaml", "--data-dir", "{dir}/no-such-dir"], "--data-dir is not a folder"),
+        (["show", "no-such-run", "--store", "{dir}/store.db"], "no run 'no-such-run'"),
+        (["show", "--store", "{dir}/missing.db"], "no results store"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):
+    (tmp_path / "broken.yaml").write_text("name: x\ntasks: [sst2\n")
+    (tmp_path / "unknown_key.yaml").write_text(TINY + "learning_rate: 0.1\n")
+    (tmp_path / "ok.yaml").write_text(TINY)
+    from harness.store import Store
+
+    Store(tmp_path / "store.db").close()
+    result = harness(*[a.format(dir=tmp_path) for a in args])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_failed_cells_are_recorded_and_resume_finishes_them(tmp_path, data_dir):
+    # a mirror that has GLUE but not IMDb: the imdb cell fails, the sst2 cell does not
+    partial = tmp_path / "mirror" / "hf" / "datasets"
+    partial.mkdir(parents=True)
+    (partial / "nyu-mll").symlink_to(data_dir / "hf" / "datasets" / "nyu-mll")
+    suite = tmp_path / "two.yaml"
+    suite.write_text(
+        "name: two\ntasks: [sst2, imdb]\n"
+        "models: [{adapter: cnn, params: {embed_dim: 16, num_filters: 8, vocab_size: 1000}}]\n"
+        "training: {epochs: 1, max_seq_length: 64, max_train_examples: 100, max_eval_examples: 50}\n"
+    )
+    store = tmp_path / "harness.db"
+    first = harness("run", str(suite), "--store", str(store), "--data-dir", str(tmp_path / "mirror"))
+    assert first.returncode == 1, first.stdout + first.stderr
+    records = load_records(store).set_index("task")
+    assert records.loc["sst2", "status"] == "ok"
+    assert records.loc["imdb", "status"] == "failed"
+    assert "stanfordnlp/imdb" in records.loc["imdb", "error"] and "HARNESS_DATA_DIR" in records.loc["imdb", "error"]
+
+    second = harness("run", str(suite), "--store", str(store), "--resume")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "1 already done" in second.stdout
+    records = load_records(store)
+    assert records["run_id"].nunique() == 1 and set(records["status"]) == {"ok"}
+    assert len(records) == 2

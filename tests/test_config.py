@@ -1,0 +1,104 @@
+"""Suites and tasks as data: every built-in task parses; bad input names file, field and fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import (
+    BUILTIN_TASK_DIR,
+    available_tasks,
+    expand_cells,
+    load_suite,
+    load_task,
+)
+from harness.errors import InputError
+
+GLUE = {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
+
+SUITE = """
+name: t
+tasks: [sst2, {name: mrpc, training: {max_seq_length: 96}}]
+models:
+  - {adapter: cnn, label: small, params: {embed_dim: 16}, training: {epochs: 5}}
+  - {adapter: hf, params: {pretrained: minilm-l6}, training: {learning_rate: 5.0e-5}}
+seeds: [1, 2]
+training: {epochs: 2, learning_rate: 0.001}
+"""
+
+
+def test_every_glue_task_and_imdb_is_a_yaml_file():
+    tasks = available_tasks()
+    assert GLUE | {"imdb"} <= set(tasks)
+    for name, path in tasks.items():
+        task = load_task(path)
+        assert task.name == name
+        assert task.primary_metric in task.metric_keys()
+
+
+def test_task_facts_follow_glue():
+    mnli = load_task(BUILTIN_TASK_DIR / "mnli.yaml")
+    assert mnli.metric_keys() == ["accuracy_matched", "accuracy_mismatched"]
+    assert mnli.is_pair
+    assert load_task(BUILTIN_TASK_DIR / "cola.yaml").metrics == ["matthews_correlation"]
+    assert load_task(BUILTIN_TASK_DIR / "mrpc.yaml").metrics == ["f1", "accuracy"]
+    assert load_task(BUILTIN_TASK_DIR / "qqp.yaml").metrics == ["f1", "accuracy"]
+    stsb = load_task(BUILTIN_TASK_DIR / "stsb.yaml")
+    assert stsb.problem_type == "regression" and stsb.metrics == ["pearson", "spearmanr"]
+
+
+def test_expand_cells_with_overrides(tmp_path):
+    path = tmp_path / "suite.yaml"
+    path.write_text(SUITE)
+    cells = expand_cells(load_suite(path), path)
+    assert len(cells) == 2 * 2 * 2
+    by_id = {cell.cell_id: cell for cell in cells}
+    small = by_id["mrpc__small__seed1"].training
+    assert (small.epochs, small.learning_rate, small.max_seq_length) == (5, 0.001, 96)
+    hf = by_id["sst2__hf__seed2"].training
+    assert (hf.epochs, hf.learning_rate, hf.max_seq_length) == (2, 5e-5, 128)
+    assert len({cell.config_hash for cell in cells}) == len(cells)
+
+
+def _error(tmp_path, text: str) -> InputError:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError) as caught:
+        expand_cells(load_suite(path), path)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        (SUITE + "epochs: 3\n", "epochs", "unknown key"),
+        (SUITE.replace("seeds: [1, 2]", "seeds: [1, 2]\nseed: 1"), "seed", "unknown key"),
+        (SUITE.replace("training: {epochs: 2,", "training: {epoch: 2,"), "training.epoch", "unknown key"),
+        (SUITE.replace("[sst2,", "[sst3,"), "tasks.0.name", "unknown task 'sst3'"),
+        (SUITE.replace("adapter: cnn", "adapter: lstm"), "models.0.adapter", "unknown model adapter"),
+        (SUITE.replace("embed_dim: 16", "embed_dims: 16"), "models.0.params.embed_dims", "unknown parameter"),
+        (SUITE.replace("training: {epochs: 5}", "training: {epochs: 0}"), "models.0.training.epochs", "greater than"),
+        (SUITE.replace("name: t\n", ""), "name", "missing"),
+    ],
+)
+def test_bad_suites_name_file_field_and_fix(tmp_path, text, field, words):
+    error = _error(tmp_path, text)
+    message = str(error)
+    assert str(tmp_path / "bad.yaml") in message
+    assert error.field == field
+    assert words in message
+    assert "fix:" in message
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    error = _error(tmp_path, "name: t\ntasks: [sst2\nmodels: []\n")
+    assert "malformed YAML at line" in str(error)
+
+
+def test_a_bad_task_file_is_reported_as_that_file(tmp_path):
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "mine.yaml").write_text(
+        "name: mine\ndataset: {path: x}\nsplits: {train: train, eval: test}\n"
+        "text_fields: [a]\nmetrics: [accuracy]\nprimary_metric: f1\n"
+    )
+    error = _error(tmp_path, SUITE.replace("[sst2,", "[mine,"))
+    assert "tasks/mine.yaml" in str(error) and "primary_metric 'f1'" in str(error)

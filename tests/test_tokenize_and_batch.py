@@ -1,0 +1,71 @@
+"""The trained vocabulary (and its cache) and length-grouped, dynamically padded batches."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness import vocab
+from harness.batching import collate, encode, eval_batches, train_batches
+from harness.config import BUILTIN_TASK_DIR, TrainingSettings, load_task
+from harness.tasks.data import load_task_data
+from harness.vocab import VocabSettings, vocab_tokenizer
+
+
+def _data(name: str, data_dir, n: int = 1000):
+    task = load_task(BUILTIN_TASK_DIR / f"{name}.yaml")
+    return load_task_data(task, TrainingSettings(max_train_examples=n, max_eval_examples=200), str(data_dir))
+
+
+def test_vocabulary_is_trained_once_then_cached(data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    train = _data("sst2", data_dir).train
+    settings = VocabSettings(vocab_size=2000)
+    calls = []
+    real_train = vocab._train
+    monkeypatch.setattr(vocab, "_train", lambda *a: calls.append(1) or real_train(*a))
+    first = vocab_tokenizer(train.texts(), train.fingerprint(), settings)
+    second = vocab_tokenizer(train.texts(), train.fingerprint(), settings)
+    assert calls == [1]  # the second run loaded the file
+    assert first.get_vocab() == second.get_vocab()
+    assert 1000 < len(first) <= 2000
+    vocab_tokenizer(train.texts(), train.fingerprint(), VocabSettings(vocab_size=1500))
+    assert calls == [1, 1]  # other settings, another vocabulary
+
+
+def test_pairs_get_separator_and_segment_ids(data_dir):
+    data = _data("mrpc", data_dir, 200)
+    tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000))
+    encoded = encode(tokenizer, data.train, max_length=64)
+    ids, types = encoded.input_ids[0], encoded.token_type_ids[0]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    assert ids[0] == cls and ids[-1] == sep and ids.count(sep) == 2
+    boundary = ids.index(sep)
+    assert set(types[: boundary + 1]) == {0} and set(types[boundary + 1 :]) == {1}
+    assert max(encoded.lengths) <= 64
+
+
+def test_length_grouping_covers_every_row_once_and_cuts_padding(data_dir):
+    data = _data("sst2", data_dir, 2000)
+    tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=3000))
+    encoded = encode(tokenizer, data.train, max_length=128)
+    lengths = encoded.lengths
+    batches = train_batches(lengths, 32, np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(encoded)))
+    padded_grouped = sum(len(b) * lengths[b].max() for b in batches)
+    shuffled = np.random.default_rng(0).permutation(len(lengths))
+    padded_random = sum(32 * lengths[shuffled[i : i + 32]].max() for i in range(0, len(lengths), 32))
+    assert padded_grouped < 0.75 * padded_random
+    # a different seed gives another order
+    assert not np.array_equal(np.concatenate(batches), np.concatenate(train_batches(lengths, 32, np.random.default_rng(1))))
+
+
+def test_collate_pads_to_the_longest_row(data_dir):
+    data = _data("sst2", data_dir, 300)
+    tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000))
+    encoded = encode(tokenizer, data.train, max_length=128)
+    batch_rows = eval_batches(encoded.lengths, 16)[-1]
+    batch = collate(encoded, batch_rows)
+    width = encoded.lengths[batch_rows].max()
+    assert batch["input_ids"].shape == (len(batch_rows), width)
+    assert batch["attention_mask"].sum(1).tolist() == encoded.lengths[batch_rows].tolist()
+    assert (batch["input_ids"][batch["attention_mask"] == 0] == tokenizer.pad_token_id).all()
