@@ -50,7 +50,9 @@ def encode(tokenizer, examples: Examples, max_length: int) -> Encoded:
     return Encoded(out["input_ids"], types, examples.labels, tokenizer.pad_token_id)
 
 
-def train_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+def train_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     order = rng.permutation(len(lengths))
     window = batch_size * GROUP_WINDOW
     batches = []

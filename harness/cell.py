@@ -95,7 +95,9 @@ def run_cell(
     tokenizer = adapter.tokenizer(data.train, settings)
     train_enc = encode(tokenizer, data.train, settings.max_seq_length)
     holdout_enc = encode(tokenizer, data.holdout, settings.max_seq_length) if data.holdout else None
-    eval_enc = {name: encode(tokenizer, rows, settings.max_seq_length) for name, rows in data.eval.items()}
+    eval_enc = {
+        name: encode(tokenizer, rows, settings.max_seq_length) for name, rows in data.eval.items()
+    }
 
     seed_everything(spec.seed)
     info = TaskInfo(

@@ -71,8 +71,10 @@ def run(
     records = load_records(store, [summary.run_id])
     console.print(records_table(records, f"run {summary.run_id}"))
     if summary.failed:
-        console.print(f"[red]{summary.failed} of {summary.ran} cells failed[/]; logs in "
-                      f"{store.parent / 'runs' / summary.run_id / 'logs'}")
+        console.print(
+            f"[red]{summary.failed} of {summary.ran} cells failed[/]; logs in "
+            f"{store.parent / 'runs' / summary.run_id / 'logs'}"
+        )
     raise typer.Exit(1 if summary.failed else 0)
 
 
@@ -116,7 +118,9 @@ def list_(what: ListWhat = typer.Argument(...), store: Path = STORE_OPTION) -> N
         for column in ("run_id", "suite", "started_at", "status", "cells"):
             table.add_column(column)
         for _, row in runs.iterrows():
-            table.add_row(*(str(row[c]) for c in ("run_id", "suite", "started_at", "status", "cells")))
+            table.add_row(
+                *(str(row[c]) for c in ("run_id", "suite", "started_at", "status", "cells"))
+            )
     console.print(table)
 
 

@@ -46,7 +46,11 @@ def _throttled(put: Callable[[Progress], None]) -> Callable[[Progress], None]:
     def send(progress: Progress) -> None:
         nonlocal last
         now = time.monotonic()
-        if progress.phase != "train" or progress.step in (1, progress.steps) or now - last > PROGRESS_INTERVAL_S:
+        if (
+            progress.phase != "train"
+            or progress.step in (1, progress.steps)
+            or now - last > PROGRESS_INTERVAL_S
+        ):
             last = now
             put(progress)
 

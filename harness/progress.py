@@ -47,14 +47,19 @@ class RunDisplay:
         self.cell_index += 1
         if self.cell_bar is not None:
             self.progress.remove_task(self.cell_bar)
-        label = f"cell {self.cell_index}/{self.total_cells} {spec.task.name} · {spec.model.display_label} · seed {spec.seed}"
+        label = (
+            f"cell {self.cell_index}/{self.total_cells} "
+            f"{spec.task.name} · {spec.model.display_label} · seed {spec.seed}"
+        )
         self.cell_bar = self.progress.add_task(label, total=None, detail="loading data")
 
     def update(self, spec: CellSpec, event: LoopProgress) -> None:
         if self.cell_bar is None:
             return
         if event.phase == "eval":
-            self.progress.update(self.cell_bar, detail=f"epoch {event.epoch}/{event.epochs} evaluating")
+            self.progress.update(
+                self.cell_bar, detail=f"epoch {event.epoch}/{event.epochs} evaluating"
+            )
             return
         loss = f" loss {event.loss:.4f}" if event.loss is not None else ""
         self.progress.update(

@@ -53,7 +53,11 @@ def run_suite(
     executor: str = "local",
 ) -> RunSummary:
     if data_dir is not None and not Path(data_dir).is_dir():
-        raise InputError(data_dir, "--data-dir is not a folder", "point it at a data mirror such as ../shared/data")
+        raise InputError(
+            data_dir,
+            "--data-dir is not a folder",
+            "point it at a data mirror such as ../shared/data",
+        )
     suite = load_suite(suite_path)
     cells = expand_cells(suite, suite_path, data_dir)
     store = Store(store_path)

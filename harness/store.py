@@ -68,14 +68,18 @@ class Store:
     def __init__(self, path: Path | str = DEFAULT_STORE, create: bool = True):
         self.path = Path(path)
         if not self.path.exists() and not create:
-            raise InputError(self.path, "no results store here", "run a suite first or pass --store")
+            raise InputError(
+                self.path, "no results store here", "run a suite first or pass --store"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(_schema())
         except sqlite3.DatabaseError as error:
-            raise InputError(self.path, f"not a results store ({error})", "pass another --store") from None
+            raise InputError(
+                self.path, f"not a results store ({error})", "pass another --store"
+            ) from None
 
     def close(self) -> None:
         self.db.close()
@@ -115,14 +119,17 @@ class Store:
             predictions.to_parquet(folder / f"{record.cell_id}.parquet", index=False)
         row = record.to_dict()
         values = [
-            json.dumps(row[name], default=str) if name in JSON_FIELDS else _finite_or_none(row[name])
+            json.dumps(row[name], default=str)
+            if name in JSON_FIELDS
+            else _finite_or_none(row[name])
             for name in CellRecord.columns()
         ]
         placeholders = ", ".join("?" for _ in values)
         with self.transaction() as db:
             db.execute(f"INSERT OR REPLACE INTO records VALUES ({placeholders})", values)
             db.execute(
-                "DELETE FROM metrics WHERE run_id = ? AND cell_id = ?", (record.run_id, record.cell_id)
+                "DELETE FROM metrics WHERE run_id = ? AND cell_id = ?",
+                (record.run_id, record.cell_id),
             )
             db.executemany(
                 "INSERT INTO metrics VALUES (?, ?, ?, ?)",
@@ -145,7 +152,9 @@ class Store:
         return row[0] if row else None
 
     def has_run(self, run_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
+        return (
+            self.db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
+        )
 
     def ok_hashes(self, run_id: str) -> set[str]:
         rows = self.db.execute(
@@ -153,7 +162,9 @@ class Store:
         )
         return {row[0] for row in rows}
 
-    def records(self, run_ids: Sequence[str] | None = None, suite: str | None = None) -> pd.DataFrame:
+    def records(
+        self, run_ids: Sequence[str] | None = None, suite: str | None = None
+    ) -> pd.DataFrame:
         query, params = "SELECT * FROM records WHERE 1 = 1", []
         if run_ids:
             query += f" AND run_id IN ({', '.join('?' for _ in run_ids)})"
@@ -161,11 +172,16 @@ class Store:
         if suite:
             query += " AND suite = ?"
             params.append(suite)
-        frame = pd.read_sql_query(query + " ORDER BY run_id, task, model, seed", self.db, params=params)
+        frame = pd.read_sql_query(
+            query + " ORDER BY run_id, task, model, seed", self.db, params=params
+        )
         for name in JSON_FIELDS:
             frame[name] = frame[name].map(lambda text: json.loads(text) if text else {})
         metric_columns = pd.DataFrame(
-            [{k: (float("nan") if v is None else v) for k, v in m.items()} for m in frame["metrics"]],
+            [
+                {k: (float("nan") if v is None else v) for k, v in m.items()}
+                for m in frame["metrics"]
+            ],
             index=frame.index,
         )
         return pd.concat([frame, metric_columns.add_prefix("metric.")], axis=1)
@@ -175,7 +191,9 @@ class Store:
 
 
 def load_records(
-    store: Path | str = DEFAULT_STORE, run_ids: Sequence[str] | None = None, suite: str | None = None
+    store: Path | str = DEFAULT_STORE,
+    run_ids: Sequence[str] | None = None,
+    suite: str | None = None,
 ) -> pd.DataFrame:
     """All records (or those of some runs / a suite) as a DataFrame, metrics as `metric.<name>`."""
     db = Store(store, create=False)

@@ -153,7 +153,9 @@ def train(
         model.train()
         batches = train_batches(lengths, settings.batch_size, rng)
         epoch_loss = 0.0
-        for step, (indices, batch) in enumerate(zip(batches, iterate(data, batches), strict=True), 1):
+        for step, (indices, batch) in enumerate(
+            zip(batches, iterate(data, batches), strict=True), 1
+        ):
             steady = stats.steps >= warmup_steps
             if steady:
                 synchronize(device)
@@ -191,7 +193,10 @@ def train(
             else:
                 stale += 1
         stats.history.append(record)
-        if settings.early_stopping_patience is not None and stale >= settings.early_stopping_patience:
+        if (
+            settings.early_stopping_patience is not None
+            and stale >= settings.early_stopping_patience
+        ):
             break
 
     if best_state is not None:

@@ -22,11 +22,19 @@ tasks:
   - stsb
 models:
   - {adapter: cnn, label: cnn, params: {embed_dim: 32, num_filters: 16, vocab_size: 2000}}
-  - {adapter: hf, label: minilm, params: {pretrained: sentence-transformers/all-MiniLM-L6-v2}, training: {learning_rate: 1.0e-4, epochs: 3}}
+  - adapter: hf
+    label: minilm
+    params: {pretrained: sentence-transformers/all-MiniLM-L6-v2}
+    training: {learning_rate: 1.0e-4, epochs: 3}
   - adapter: hf
     label: tiny-bert
     params:
-      config: {model_type: bert, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64}
+      config:
+        model_type: bert
+        hidden_size: 32
+        num_hidden_layers: 2
+        num_attention_heads: 2
+        intermediate_size: 64
       vocab_size: 2000
 seeds: [0]
 training: {epochs: 1, batch_size: 16, max_seq_length: 48, max_train_examples: 160, max_eval_examples: 64}
@@ -61,7 +69,9 @@ def test_run_trains_every_cell_and_stores_records(tiny_run):
     assert set(records["task"]) == {"sst2", "rte", "stsb"}
     assert set(records["model"]) == {"cnn", "minilm", "tiny-bert"}
     for _, row in records.iterrows():
-        expected = {"sst2": {"accuracy"}, "rte": {"accuracy"}, "stsb": {"pearson", "spearmanr"}}[row["task"]]
+        expected = {"sst2": {"accuracy"}, "rte": {"accuracy"}, "stsb": {"pearson", "spearmanr"}}[
+            row["task"]
+        ]
         assert set(row["metrics"]) == expected
         assert row["train_examples"] == 160 and row["eval_examples"] == 64
         assert row["train_examples_per_s"] > 0 and row["infer_examples_per_s"] > 0
@@ -69,7 +79,9 @@ def test_run_trains_every_cell_and_stores_records(tiny_run):
         assert row["cuda_peak_allocated_mb"] is None or math.isnan(row["cuda_peak_allocated_mb"])
         assert row["git_commit"] is None or len(row["git_commit"]) == 40
         assert row["versions"]["torch"]
-        predictions = pd.read_parquet(store.parent / "runs" / row["run_id"] / "predictions" / f"{row['cell_id']}.parquet")
+        predictions = pd.read_parquet(
+            store.parent / "runs" / row["run_id"] / "predictions" / f"{row['cell_id']}.parquet"
+        )
         assert len(predictions) == 64
     accuracies = records[records.task == "sst2"].set_index("model")["metric.accuracy"]
     assert accuracies["minilm"] > 65  # pretrained MiniLM learns SST-2 even from 160 sentences
@@ -97,7 +109,9 @@ def test_list_and_export(tiny_run):
     csv = harness("export", run_id, "--format", "csv", "--store", str(store))
     frame = pd.read_csv(io.StringIO(csv.stdout))
     assert len(frame) == 9 and "metric.accuracy" in frame and "metric.pearson" in frame
-    exported = json.loads(harness("export", run_id, "--format", "json", "--store", str(store)).stdout)
+    exported = json.loads(
+        harness("export", run_id, "--format", "json", "--store", str(store)).stdout
+    )
     assert {record["cell_id"] for record in exported} == set(frame["cell_id"])
     assert all("metrics" in record for record in exported)
 
@@ -139,12 +153,17 @@ def test_failed_cells_are_recorded_and_resume_finishes_them(tmp_path, data_dir):
         "training: {epochs: 1, max_seq_length: 64, max_train_examples: 100, max_eval_examples: 50}\n"
     )
     store = tmp_path / "harness.db"
-    first = harness("run", str(suite), "--store", str(store), "--data-dir", str(tmp_path / "mirror"))
+    first = harness(
+        "run", str(suite), "--store", str(store), "--data-dir", str(tmp_path / "mirror")
+    )
     assert first.returncode == 1, first.stdout + first.stderr
     records = load_records(store).set_index("task")
     assert records.loc["sst2", "status"] == "ok"
     assert records.loc["imdb", "status"] == "failed"
-    assert "stanfordnlp/imdb" in records.loc["imdb", "error"] and "HARNESS_DATA_DIR" in records.loc["imdb", "error"]
+    assert (
+        "stanfordnlp/imdb" in records.loc["imdb", "error"]
+        and "HARNESS_DATA_DIR" in records.loc["imdb", "error"]
+    )
 
     second = harness("run", str(suite), "--store", str(store), "--resume")
     assert second.returncode == 0, second.stdout + second.stderr

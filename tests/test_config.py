@@ -72,11 +72,27 @@ def _error(tmp_path, text: str) -> InputError:
     [
         (SUITE + "epochs: 3\n", "epochs", "unknown key"),
         (SUITE.replace("seeds: [1, 2]", "seeds: [1, 2]\nseed: 1"), "seed", "unknown key"),
-        (SUITE.replace("training: {epochs: 2,", "training: {epoch: 2,"), "training.epoch", "unknown key"),
+        (
+            SUITE.replace("training: {epochs: 2,", "training: {epoch: 2,"),
+            "training.epoch",
+            "unknown key",
+        ),
         (SUITE.replace("[sst2,", "[sst3,"), "tasks.0.name", "unknown task 'sst3'"),
-        (SUITE.replace("adapter: cnn", "adapter: lstm"), "models.0.adapter", "unknown model adapter"),
-        (SUITE.replace("embed_dim: 16", "embed_dims: 16"), "models.0.params.embed_dims", "unknown parameter"),
-        (SUITE.replace("training: {epochs: 5}", "training: {epochs: 0}"), "models.0.training.epochs", "greater than"),
+        (
+            SUITE.replace("adapter: cnn", "adapter: lstm"),
+            "models.0.adapter",
+            "unknown model adapter",
+        ),
+        (
+            SUITE.replace("embed_dim: 16", "embed_dims: 16"),
+            "models.0.params.embed_dims",
+            "unknown parameter",
+        ),
+        (
+            SUITE.replace("training: {epochs: 5}", "training: {epochs: 0}"),
+            "models.0.training.epochs",
+            "greater than",
+        ),
         (SUITE.replace("name: t\n", ""), "name", "missing"),
     ],
 )

@@ -1,4 +1,4 @@
-"""Data loading through HF datasets: the local mirror, slicing, pairs, MNLI's two eval splits, missing data."""
+"""Data loading through HF datasets: mirror, slicing, pairs, MNLI's two eval splits, missing data."""
 
 from __future__ import annotations
 
@@ -54,8 +54,11 @@ def test_mnli_path_three_labels_two_texts_matched_and_mismatched(data_dir):
 
 def test_qqp_and_qnli_samples_load_as_pairs(data_dir):
     for name, config in (("qqp", "qqp_subset"), ("qnli", "qnli_subset")):
-        spec = task(name, dataset={"path": "nyu-mll/glue", "name": config},
-                    splits={"train": "train[:200]", "eval": "train[200:]"})
+        spec = task(
+            name,
+            dataset={"path": "nyu-mll/glue", "name": config},
+            splits={"train": "train[:200]", "eval": "train[200:]"},
+        )
         data = load_task_data(spec, TrainingSettings(), str(data_dir))
         assert data.num_labels == 2 and data.train.text_b is not None and len(data.eval[""]) == 120
 
@@ -68,7 +71,9 @@ def test_stsb_labels_are_float_scores(data_dir):
 
 def test_missing_split_says_which_where_and_how_to_fix(data_dir):
     with pytest.raises(DataMissingError) as caught:
-        load_task_data(task("qnli"), TrainingSettings(), str(data_dir))  # the mirror lacks QNLI train
+        load_task_data(
+            task("qnli"), TrainingSettings(), str(data_dir)
+        )  # the mirror lacks QNLI train
     message = str(caught.value)
     assert "split 'train'" in message and "nyu-mll/glue" in message and "qnli" in message
     assert "HARNESS_DATA_DIR" in message and "--data-dir" in message
@@ -76,11 +81,17 @@ def test_missing_split_says_which_where_and_how_to_fix(data_dir):
 
 def test_unlabelled_test_split_is_refused(data_dir):
     with pytest.raises(DataMissingError, match="unlabelled"):
-        load_task_data(task("sst2", splits={"train": "train[:50]", "eval": "test"}), TrainingSettings(), str(data_dir))
+        load_task_data(
+            task("sst2", splits={"train": "train[:50]", "eval": "test"}),
+            TrainingSettings(),
+            str(data_dir),
+        )
 
 
 def test_hub_id_is_used_when_no_mirror_has_the_dataset(data_dir, tmp_path):
     source = DatasetSource(path="nyu-mll/glue", name="sst2")
     assert resolve_source(source, None) == "nyu-mll/glue"
     assert resolve_source(source, tmp_path) == "nyu-mll/glue"
-    assert resolve_source(source, data_dir) == str(data_dir / "hf" / "datasets" / "nyu-mll" / "glue")
+    assert resolve_source(source, data_dir) == str(
+        data_dir / "hf" / "datasets" / "nyu-mll" / "glue"
+    )

@@ -46,7 +46,9 @@ def _dev_labels(task_name: str, data_dir) -> np.ndarray:
 
 def test_constant_predictor_floors_on_real_dev_sets(data_dir):
     sst2 = _dev_labels("sst2", data_dir)
-    assert compute_metrics(["accuracy"], np.ones_like(sst2), sst2)["accuracy"] == pytest.approx(50.92, abs=0.005)
+    assert compute_metrics(["accuracy"], np.ones_like(sst2), sst2)["accuracy"] == pytest.approx(
+        50.92, abs=0.005
+    )
 
     mrpc = _dev_labels("mrpc", data_dir)
     got = compute_metrics(["accuracy", "f1"], np.ones_like(mrpc), mrpc)
@@ -54,7 +56,10 @@ def test_constant_predictor_floors_on_real_dev_sets(data_dir):
     assert got["f1"] == pytest.approx(81.22, abs=0.005)
 
     cola = _dev_labels("cola", data_dir)
-    assert compute_metrics(["matthews_correlation"], np.ones_like(cola), cola)["matthews_correlation"] == 0.0
+    assert (
+        compute_metrics(["matthews_correlation"], np.ones_like(cola), cola)["matthews_correlation"]
+        == 0.0
+    )
 
     stsb = _dev_labels("stsb", data_dir)
     got = compute_metrics(["pearson", "spearmanr"], np.full_like(stsb, 2.5), stsb)

@@ -13,7 +13,9 @@ from harness.vocab import VocabSettings, vocab_tokenizer
 
 def _data(name: str, data_dir, n: int = 1000):
     task = load_task(BUILTIN_TASK_DIR / f"{name}.yaml")
-    return load_task_data(task, TrainingSettings(max_train_examples=n, max_eval_examples=200), str(data_dir))
+    return load_task_data(
+        task, TrainingSettings(max_train_examples=n, max_eval_examples=200), str(data_dir)
+    )
 
 
 def test_vocabulary_is_trained_once_then_cached(data_dir, monkeypatch, tmp_path):
@@ -34,7 +36,9 @@ def test_vocabulary_is_trained_once_then_cached(data_dir, monkeypatch, tmp_path)
 
 def test_pairs_get_separator_and_segment_ids(data_dir):
     data = _data("mrpc", data_dir, 200)
-    tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000))
+    tokenizer = vocab_tokenizer(
+        data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000)
+    )
     encoded = encode(tokenizer, data.train, max_length=64)
     ids, types = encoded.input_ids[0], encoded.token_type_ids[0]
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
@@ -46,22 +50,31 @@ def test_pairs_get_separator_and_segment_ids(data_dir):
 
 def test_length_grouping_covers_every_row_once_and_cuts_padding(data_dir):
     data = _data("sst2", data_dir, 2000)
-    tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=3000))
+    tokenizer = vocab_tokenizer(
+        data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=3000)
+    )
     encoded = encode(tokenizer, data.train, max_length=128)
     lengths = encoded.lengths
     batches = train_batches(lengths, 32, np.random.default_rng(0))
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(encoded)))
     padded_grouped = sum(len(b) * lengths[b].max() for b in batches)
     shuffled = np.random.default_rng(0).permutation(len(lengths))
-    padded_random = sum(32 * lengths[shuffled[i : i + 32]].max() for i in range(0, len(lengths), 32))
+    padded_random = sum(
+        32 * lengths[shuffled[i : i + 32]].max() for i in range(0, len(lengths), 32)
+    )
     assert padded_grouped < 0.75 * padded_random
     # a different seed gives another order
-    assert not np.array_equal(np.concatenate(batches), np.concatenate(train_batches(lengths, 32, np.random.default_rng(1))))
+    assert not np.array_equal(
+        np.concatenate(batches),
+        np.concatenate(train_batches(lengths, 32, np.random.default_rng(1))),
+    )
 
 
 def test_collate_pads_to_the_longest_row(data_dir):
     data = _data("sst2", data_dir, 300)
-    tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000))
+    tokenizer = vocab_tokenizer(
+        data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000)
+    )
     encoded = encode(tokenizer, data.train, max_length=128)
     batch_rows = eval_batches(encoded.lengths, 16)[-1]
     batch = collate(encoded, batch_rows)

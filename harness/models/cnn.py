@@ -30,7 +30,9 @@ class TextCNN(nn.Module):
     def __init__(self, params: CNNParams, info: TaskInfo):
         super().__init__()
         self.num_labels = info.num_labels
-        self.embed = InputEmbedding(info.vocab_size, params.embed_dim, info.pad_token_id, info.is_pair)
+        self.embed = InputEmbedding(
+            info.vocab_size, params.embed_dim, info.pad_token_id, info.is_pair
+        )
         self.convs = nn.ModuleList(
             nn.Conv1d(params.embed_dim, params.num_filters, k, padding=k - 1)
             for k in params.kernel_sizes

@@ -70,9 +70,9 @@ class HFClassifier(nn.Module):
         super().__init__()
         self.model = model
         self.num_labels = num_labels
-        self.takes_token_types = model.config.type_vocab_size > 1 if hasattr(
-            model.config, "type_vocab_size"
-        ) else False
+        self.takes_token_types = (
+            model.config.type_vocab_size > 1 if hasattr(model.config, "type_vocab_size") else False
+        )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
@@ -92,7 +92,9 @@ class HFAdapter(Adapter):
     def tokenizer(self, train: Examples, training: TrainingSettings):
         source = self.params.tokenizer or self.params.pretrained
         if source is None:
-            vocab = VocabSettings(**{k: getattr(self.params, k) for k in VocabSettings.model_fields})
+            vocab = VocabSettings(
+                **{k: getattr(self.params, k) for k in VocabSettings.model_fields}
+            )
             return vocab_tokenizer(train.texts(), train.fingerprint(), vocab)
         from transformers import AutoTokenizer
 
@@ -102,6 +104,7 @@ class HFAdapter(Adapter):
 
     def build(self, info: TaskInfo) -> nn.Module:
         from transformers import AutoConfig, AutoModelForSequenceClassification
+
         problem = "regression" if info.num_labels == 1 else "single_label_classification"
         if self.params.pretrained is not None:
             model = AutoModelForSequenceClassification.from_pretrained(

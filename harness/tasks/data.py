@@ -87,9 +87,15 @@ def load_split(task: TaskSpec, split: str, mirror: Path | None):
             where, task.dataset.name, split=split, revision=task.dataset.revision
         )
     except Exception as error:  # datasets raises many types for "not there"
-        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-        origin = f"the local mirror {where}" if where != task.dataset.path else (
-            f"the Hugging Face Hub (no mirror holds it{'' if mirror is None else f' under {mirror}'})"
+        reason = (
+            str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        )
+        origin = (
+            f"the local mirror {where}"
+            if where != task.dataset.path
+            else (
+                f"the Hugging Face Hub (no mirror holds it{'' if mirror is None else f' under {mirror}'})"
+            )
         )
         raise DataMissingError(
             f"task {task.name}: split {split!r} of {task.dataset.path} "
@@ -137,14 +143,18 @@ def split_holdout(examples: Examples, fraction: float) -> tuple[Examples, Exampl
     return examples.take(np.sort(order[size:])), examples.take(np.sort(order[:size]))
 
 
-def load_task_data(task: TaskSpec, training: TrainingSettings, explicit_dir: str | None) -> TaskData:
+def load_task_data(
+    task: TaskSpec, training: TrainingSettings, explicit_dir: str | None
+) -> TaskData:
     mirror = data_dir(explicit_dir)
     train_raw = load_split(task, task.splits.train, mirror)
     label_names = None
     if task.problem_type == "classification":
         feature = train_raw.features[task.label_field]
         label_names = list(getattr(feature, "names", []) or [])
-    train = fixed_subset(to_examples(task, train_raw, task.splits.train), training.max_train_examples)
+    train = fixed_subset(
+        to_examples(task, train_raw, task.splits.train), training.max_train_examples
+    )
     if task.problem_type == "regression":
         num_labels = 1
     else:
