@@ -1,0 +1,249 @@
+"""The from-scratch models (cnn, rnn, transformer) on real SST-2 sentences.
+
+- attention: the fused kernel, the paper's formula and `nn.MultiheadAttention` agree;
+- sinusoidal positions: the paper's formula at hand-checked positions;
+- padding: the same sentences padded to their length or to 64 tokens give the same logits;
+- capacity: every model fits a batch of 32 real sentences;
+- seeds: same seed, same model; other seed, other model;
+- regression: one score per example.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness.batching import collate, encode
+from harness.cell import seed_everything
+from harness.config import BUILTIN_TASK_DIR, ModelSpec, TrainingSettings, load_task
+from harness.models.registry import TaskInfo, get_adapter
+from harness.models.transformer import (
+    MultiHeadSelfAttention,
+    TransformerParams,
+    reference_attention,
+    sinusoidal_positions,
+)
+from harness.tasks.data import Examples, load_task_data
+from harness.train import predict, to_predictions, train
+
+MAX_LEN = 64
+CPU = torch.device("cpu")
+
+MODELS = {
+    "cnn": ModelSpec(adapter="cnn"),
+    "rnn-lstm": ModelSpec(adapter="rnn", params={"cell": "lstm"}),
+    "rnn-gru": ModelSpec(adapter="rnn", params={"cell": "gru", "num_layers": 2}),
+    "transformer-post-cls": ModelSpec(adapter="transformer", params={"norm": "post", "pooling": "cls"}),
+    "transformer-post-mean": ModelSpec(adapter="transformer", params={"norm": "post", "pooling": "mean"}),
+    "transformer-pre-cls": ModelSpec(adapter="transformer", params={"norm": "pre", "pooling": "cls"}),
+    "transformer-pre-mean": ModelSpec(adapter="transformer", params={"norm": "pre", "pooling": "mean"}),
+    "transformer-learned-reference": ModelSpec(
+        adapter="transformer", params={"positions": "learned", "attention": "reference", "activation": "gelu"}
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def sst2(data_dir):
+    """2,000 real SST-2 training sentences (a fixed subset) and 200 validation sentences."""
+    task = load_task(BUILTIN_TASK_DIR / "sst2.yaml")
+    return load_task_data(task, TrainingSettings(max_train_examples=2000, max_eval_examples=200), str(data_dir))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(sst2):
+    """The real vocabulary tokenizer that the from-scratch adapters train (the same for all three)."""
+    return get_adapter(MODELS["cnn"]).tokenizer(sst2.train, TrainingSettings())
+
+
+def build(spec: ModelSpec, tokenizer, seed: int = 0, num_labels: int = 2, is_pair: bool = False):
+    seed_everything(seed)
+    info = TaskInfo(
+        num_labels=num_labels,
+        is_pair=is_pair,
+        max_seq_length=MAX_LEN,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return get_adapter(spec).build(info)
+
+
+def pad_to(batch: dict[str, torch.Tensor], width: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """The same rows with more padding on the right: pad ids, mask 0, segment 0."""
+    extra = width - batch["input_ids"].size(1)
+    fill = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": 0}
+    return {
+        key: nn.functional.pad(value, (0, extra), value=fill[key]) if key in fill else value
+        for key, value in batch.items()
+    }
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def test_fused_attention_equals_reference_formula_and_torch_multihead_attention():
+    torch.manual_seed(0)
+    B, T, D, H = 3, 7, 32, 4
+    params = TransformerParams(d_model=D, num_heads=H, dropout=0.0)
+    fused = MultiHeadSelfAttention(params).eval()
+    reference = MultiHeadSelfAttention(params.model_copy(update={"attention": "reference"})).eval()
+    reference.load_state_dict(fused.state_dict())
+    torch_mha = nn.MultiheadAttention(D, H, dropout=0.0, batch_first=True).eval()
+    with torch.no_grad():
+        torch_mha.in_proj_weight.copy_(
+            torch.cat([fused.q_proj.weight, fused.k_proj.weight, fused.v_proj.weight])
+        )
+        torch_mha.in_proj_bias.copy_(torch.cat([fused.q_proj.bias, fused.k_proj.bias, fused.v_proj.bias]))
+        torch_mha.out_proj.weight.copy_(fused.out_proj.weight)
+        torch_mha.out_proj.bias.copy_(fused.out_proj.bias)
+
+    x = torch.randn(B, T, D)
+    lengths = torch.tensor([7, 4, 1])
+    key_mask = torch.arange(T)[None, :] < lengths[:, None]  # (B, T), True = real token
+    with torch.no_grad():
+        out_fused = fused(x, key_mask)
+        out_reference = reference(x, key_mask)
+        out_torch, _ = torch_mha(x, x, x, key_padding_mask=~key_mask, need_weights=False)
+
+    assert not torch.isnan(out_fused).any()  # padded query rows too
+    torch.testing.assert_close(out_fused, out_reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out_fused, out_torch, atol=1e-5, rtol=0)
+
+    # The bare formula against the fused kernel, and masked keys really have no influence.
+    q, k, v = torch.randn(3, B, H, T, D // H).unbind(0)
+    mask = key_mask[:, None, None, :]
+    expected = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(reference_attention(q, k, v, mask), expected, atol=1e-5, rtol=0)
+    padded_keys = ~mask.transpose(-1, -2)  # (B, 1, T, 1): rows of K and V at padded positions
+    k2, v2 = k.masked_fill(padded_keys, 1e3), v.masked_fill(padded_keys, -1e3)
+    torch.testing.assert_close(reference_attention(q, k2, v2, mask), expected, atol=1e-5, rtol=0)
+
+
+def test_sinusoidal_positions_follow_the_paper_formula(tokenizer):
+    d = 16
+    pe = sinusoidal_positions(50, d)
+    assert pe.shape == (50, d)
+    assert torch.equal(pe[0, 0::2], torch.zeros(d // 2))  # sin(0)
+    assert torch.equal(pe[0, 1::2], torch.ones(d // 2))  # cos(0)
+    assert pe[1, 0].item() == pytest.approx(math.sin(1.0), abs=1e-7)  # i = 0: 10000^0 = 1
+    assert pe[1, 1].item() == pytest.approx(math.cos(1.0), abs=1e-7)
+    # pos 5, dim 6 = 2i with i = 3: sin(5 / 10000^(6/16)); dim 7: the matching cosine
+    angle = 5 / 10000 ** (6 / 16)  # = 5 / 31.6227766...
+    assert pe[5, 6].item() == pytest.approx(math.sin(angle), abs=1e-7)
+    assert pe[5, 7].item() == pytest.approx(math.cos(angle), abs=1e-7)
+    assert pe[5, 6].item() == pytest.approx(0.1574559, abs=1e-6)  # sin(0.1581139), by hand
+    # the last pair has the longest wavelength: 10000^(14/16) ≈ 3162 steps per radian
+    assert pe[49, 14].item() == pytest.approx(math.sin(49 / 10000 ** (14 / 16)), abs=1e-7)
+
+    # the model adds exactly these, after scaling the token embedding by sqrt(d_model)
+    model = build(
+        ModelSpec(adapter="transformer", params={"d_model": d, "num_heads": 2}), tokenizer
+    ).eval()
+    ids = torch.tensor([[2, 10, 11, 3]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    with torch.no_grad():
+        embedded = model.embed(batch)
+        expected = model.embed.tokens(ids) * math.sqrt(d) + pe[:4]
+    torch.testing.assert_close(embedded, expected)
+
+
+# ----------------------------------------------------------------------------- padding
+
+
+@pytest.mark.parametrize("is_pair", [False, True], ids=["single", "pair"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_padding_does_not_change_the_logits(name, is_pair, sst2, tokenizer):
+    rows = sst2.eval[""].take(np.arange(12))
+    if is_pair:  # real sentences as pairs: sentence i with sentence i + 1, segment ids 0/1
+        rows = Examples(rows.text_a, rows.text_a[1:] + rows.text_a[:1], rows.labels, rows.row_ids)
+    encoded = encode(tokenizer, rows, MAX_LEN)
+    if is_pair:
+        assert any(1 in types for types in encoded.token_type_ids)
+    model = build(MODELS[name], tokenizer, is_pair=is_pair).eval()
+
+    tight = collate(encoded, np.arange(len(rows)))  # padded to the longest of these rows
+    assert tight["input_ids"].size(1) < MAX_LEN
+    loose = pad_to(tight, MAX_LEN, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits_tight = model(tight)
+        logits_loose = model(loose)
+        alone = torch.cat([model(collate(encoded, np.array([i]))) for i in (0, 5)])  # no padding
+    assert logits_tight.shape == (len(rows), 2)
+    assert torch.isfinite(logits_loose).all()
+    torch.testing.assert_close(logits_loose, logits_tight, atol=1e-5, rtol=0)
+    torch.testing.assert_close(alone, logits_tight[[0, 5]], atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------- capacity
+
+OVERFIT = {  # model → (learning rate, steps): full-batch steps on the same 32 sentences
+    "cnn": (1e-2, 15),
+    "rnn-lstm": (1e-2, 15),
+    "rnn-gru": (1e-2, 15),
+    "transformer-post-mean": (1e-3, 30),
+    "transformer-pre-cls": (1e-3, 30),
+}
+
+
+@pytest.mark.parametrize("name", list(OVERFIT))
+def test_model_overfits_a_batch_of_real_sentences(name, sst2, tokenizer):
+    rows = sst2.train.take(np.arange(32))
+    assert 0 < rows.labels.mean() < 1  # both classes present
+    encoded = encode(tokenizer, rows, MAX_LEN)
+    model = build(MODELS[name], tokenizer)
+    learning_rate, steps = OVERFIT[name]
+    settings = TrainingSettings(
+        epochs=steps, batch_size=32, learning_rate=learning_rate, warmup_ratio=0.0, weight_decay=0.0
+    )
+    stats = train(model, encoded, settings, seed=0, device=CPU)
+    accuracy = (to_predictions(predict(model, encoded, 32, CPU)) == encoded.labels).mean()
+    assert stats.steps == steps
+    assert stats.history[-1]["train_loss"] < 0.1 * stats.history[0]["train_loss"]
+    assert accuracy >= 0.95, f"{name}: train accuracy {accuracy:.2f} after {steps} steps"
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+@pytest.mark.parametrize("name", ["cnn", "rnn-lstm", "transformer-post-mean"])
+def test_same_seed_same_model_other_seed_other_model(name, sst2, tokenizer):
+    encoded = encode(tokenizer, sst2.train.take(np.arange(64)), MAX_LEN)
+    batch = collate(encoded, np.arange(64))
+    settings = TrainingSettings(epochs=1, batch_size=16, learning_rate=1e-3)
+
+    def trained(seed: int):
+        model = build(MODELS[name], tokenizer, seed=seed)
+        initial = {key: value.clone() for key, value in model.state_dict().items()}
+        train(model, encoded, settings, seed=seed, device=CPU)  # 4 steps, dropout on
+        with torch.no_grad():
+            return initial, model.state_dict(), model.eval()(batch)
+
+    init_a, final_a, out_a = trained(0)
+    init_b, final_b, out_b = trained(0)
+    init_c, _, _ = trained(1)
+    assert all(torch.equal(init_a[key], init_b[key]) for key in init_a)
+    assert all(torch.equal(final_a[key], final_b[key]) for key in final_a)
+    assert torch.equal(out_a, out_b)
+    differing = [key for key in init_a if not torch.equal(init_a[key], init_c[key])]
+    assert "head.weight" in differing and any("embed" in key for key in differing)
+
+
+# ----------------------------------------------------------------------------- regression
+
+
+@pytest.mark.parametrize("name", ["cnn", "rnn-lstm", "transformer-pre-cls"])
+def test_regression_head_gives_one_score_per_example(name, sst2, tokenizer):
+    encoded = encode(tokenizer, sst2.train.take(np.arange(5)), MAX_LEN)
+    batch = collate(encoded, np.arange(5))
+    model = build(MODELS[name], tokenizer, num_labels=1)
+    scores = model(batch)
+    assert scores.shape == (5,)
+    nn.functional.mse_loss(scores, batch["labels"].float()).backward()  # trains as regression
+    assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
