@@ -145,6 +145,26 @@ class ModelSpec(Strict):
         return self.label or self.adapter
 
 
+class Resources(Strict):
+    """What one cell asks a Ray cluster for (`--executor ray`)."""
+
+    num_cpus: float = Field(default=1, gt=0)
+    num_gpus: float | None = Field(
+        default=None, ge=0, description="default: 1 when the cell runs on CUDA, else 0"
+    )
+
+
+class CompareSettings(Strict):
+    """How `harness compare` judges this suite's runs (see harness/compare.py)."""
+
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    min_effect: float = Field(default=0.5, ge=0, description="points a quality metric must drop")
+    per_metric: dict[str, float] = Field(
+        default_factory=dict, description='minimum effect per "task/metric", e.g. {"rte/accuracy": 2.0}'
+    )
+    compare_cost: bool = Field(default=True, description="compare speed and memory (same hardware only)")
+
+
 class Suite(Strict):
     name: str
     description: str = ""
@@ -154,6 +174,8 @@ class Suite(Strict):
     training: TrainingSettings = TrainingSettings()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, ge=1, description="torch threads per cell")
+    compare: CompareSettings = CompareSettings()
+    resources: Resources = Resources()
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -185,11 +207,12 @@ class CellSpec(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None
     data_dir: str | None = None
+    resources: Resources = Resources()
 
     @property
     def config_hash(self) -> str:
         """Identity for `--resume`: what the cell computes, not where its data is read from."""
-        payload = self.model_dump(exclude={"data_dir", "suite"})
+        payload = self.model_dump(exclude={"data_dir", "suite", "resources"})
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
         return digest.hexdigest()[:16]
 
@@ -304,9 +327,7 @@ def expand_cells(suite: Suite, suite_path: Path, data_dir: str | None = None) ->
     cells = []
     for t_index, ref in enumerate(suite.tasks):
         task = resolve_task(ref, suite_path, t_index)
-        task_training = merged_training(
-            suite.training, ref.training, suite_path, f"tasks.{t_index}.training"
-        )
+        task_training = merged_training(suite.training, ref.training, suite_path, f"tasks.{t_index}.training")
         for m_index, model in enumerate(suite.models):
             training = merged_training(
                 task_training, model.training, suite_path, f"models.{m_index}.training"
@@ -322,6 +343,7 @@ def expand_cells(suite: Suite, suite_path: Path, data_dir: str | None = None) ->
                         device=suite.device,
                         threads=suite.threads,
                         data_dir=data_dir,
+                        resources=suite.resources,
                     )
                 )
     return cells

@@ -3,7 +3,9 @@
 `local` runs every cell in its own child process (multiprocessing "spawn"): a
 segfault or an out-of-memory kill ends that cell only, and the child's peak
 resident memory is the cell's own. `inline` runs cells in this process, for
-debugging with pdb. Both run the same function, `harness.cell.run_cell`.
+debugging with pdb. `ray` (harness/ray_executor.py) runs each cell as a Ray task.
+All run the same function, `harness.cell.run_cell`, and yield `(spec, outcome)`
+as cells finish; the outcome is a `CellResult` or a `CellFailure`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from harness.train import Progress
 
 if TYPE_CHECKING:
     from harness.cell import CellResult
+    from harness.progress import Events
 
 PROGRESS_INTERVAL_S = 0.1
 
@@ -30,9 +33,6 @@ PROGRESS_INTERVAL_S = 0.1
 class CellFailure:
     error: str  # one line: what went wrong
     details: str  # the traceback, kept in the run folder's log
-
-
-ProgressCallback = Callable[[CellSpec, Progress], None]
 
 
 def describe(error: BaseException) -> str:
@@ -78,10 +78,11 @@ def _exit_reason(code: int | None) -> str:
 
 
 def run_local(
-    specs: list[CellSpec], run_id: str, on_progress: ProgressCallback
+    specs: list[CellSpec], run_id: str, events: Events
 ) -> Iterator[tuple[CellSpec, CellResult | CellFailure]]:
     context = mp.get_context("spawn")
     for spec in specs:
+        events.started(spec)
         channel = context.Queue()
         process = context.Process(
             target=_run_in_child, args=(spec.model_dump_json(), run_id, channel), daemon=True
@@ -102,7 +103,7 @@ def run_local(
                     else:
                         continue
                 if kind == "progress":
-                    on_progress(spec, payload)
+                    events.progress(spec, payload)
                 else:
                     outcome = payload
         finally:
@@ -115,16 +116,25 @@ def run_local(
 
 
 def run_inline(
-    specs: list[CellSpec], run_id: str, on_progress: ProgressCallback
+    specs: list[CellSpec], run_id: str, events: Events
 ) -> Iterator[tuple[CellSpec, CellResult | CellFailure]]:
     from harness.cell import run_cell
 
     for spec in specs:
+        events.started(spec)
         try:
-            outcome = run_cell(spec, run_id, lambda p, s=spec: on_progress(s, p))
+            outcome = run_cell(spec, run_id, lambda p, s=spec: events.progress(s, p))
         except Exception as error:
             outcome = CellFailure(describe(error), traceback.format_exc())
         yield spec, outcome
 
 
-EXECUTORS = {"local": run_local, "inline": run_inline}
+Executor = Callable[[list[CellSpec], str, "Events"], Iterator[tuple[CellSpec, "CellResult | CellFailure"]]]
+
+
+def make_executor(name: str, ray_address: str | None = None) -> Executor:
+    if name == "ray":
+        from harness.ray_executor import ray_executor
+
+        return ray_executor(ray_address)
+    return {"local": run_local, "inline": run_inline}[name]

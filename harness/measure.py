@@ -27,7 +27,20 @@ PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "text-classifier-
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+    """Peak resident memory of this process, in MiB.
+
+    On Linux this is `VmHWM` of /proc/self/status, the high-water mark of this
+    process's own address space. Not `ru_maxrss`: the kernel carries the address
+    space that `exec` replaces into it, so a child started by fork/vfork + exec
+    (multiprocessing "spawn") would report at least its parent's peak.
+    Elsewhere `ru_maxrss` (Linux reports KiB, macOS bytes).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
 

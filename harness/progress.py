@@ -1,12 +1,21 @@
-"""The live display of a run: which cell of how many, its epoch and step, loss, and ETA."""
+"""The live display of a run: cells pending / running / done / failed, and per running cell
+its epoch, step, loss and ETA.
+
+Executors report through the `Events` protocol (`started`, `progress`); the runner
+reports `finished`. One display serves the local executor (one cell at a time, with
+step-level progress from the child process) and Ray (many cells at once).
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -16,8 +25,14 @@ from harness.config import CellSpec
 from harness.train import Progress as LoopProgress
 
 
+class Events(Protocol):
+    def started(self, spec: CellSpec) -> None: ...
+
+    def progress(self, spec: CellSpec, event: LoopProgress) -> None: ...
+
+
 class RunDisplay:
-    """Two bars: the suite (cells done of n) and the current cell (steps of its epoch)."""
+    """A bar for the suite (cells finished of n, with counts) and one per running cell."""
 
     def __init__(self, total_cells: int, console: Console):
         self.progress = Progress(
@@ -29,12 +44,12 @@ class RunDisplay:
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=console,
-            transient=False,
         )
+        self.total = total_cells
+        self.started_count = self.done = self.failed = 0
         self.suite_bar = self.progress.add_task("cells", total=total_cells, detail="")
-        self.cell_bar = None
-        self.cell_index = 0
-        self.total_cells = total_cells
+        self.cell_bars: dict[str, TaskID] = {}
+        self._refresh_counts()
 
     def __enter__(self) -> RunDisplay:
         self.progress.start()
@@ -43,33 +58,42 @@ class RunDisplay:
     def __exit__(self, *exc) -> None:
         self.progress.stop()
 
-    def start_cell(self, spec: CellSpec) -> None:
-        self.cell_index += 1
-        if self.cell_bar is not None:
-            self.progress.remove_task(self.cell_bar)
+    def _refresh_counts(self) -> None:
+        running = len(self.cell_bars)
+        pending = self.total - self.started_count
+        self.progress.update(
+            self.suite_bar,
+            detail=f"pending {pending} · running {running} · done {self.done} · failed {self.failed}",
+        )
+
+    def started(self, spec: CellSpec) -> None:
+        self.started_count += 1
         label = (
-            f"cell {self.cell_index}/{self.total_cells} "
+            f"cell {self.started_count}/{self.total} "
             f"{spec.task.name} · {spec.model.display_label} · seed {spec.seed}"
         )
-        self.cell_bar = self.progress.add_task(label, total=None, detail="loading data")
+        self.cell_bars[spec.cell_id] = self.progress.add_task(label, total=None, detail="starting")
+        self._refresh_counts()
 
-    def update(self, spec: CellSpec, event: LoopProgress) -> None:
-        if self.cell_bar is None:
+    def progress(self, spec: CellSpec, event: LoopProgress) -> None:
+        bar = self.cell_bars.get(spec.cell_id)
+        if bar is None:
             return
         if event.phase == "eval":
-            self.progress.update(
-                self.cell_bar, detail=f"epoch {event.epoch}/{event.epochs} evaluating"
-            )
+            self.progress.update(bar, detail=f"epoch {event.epoch}/{event.epochs} evaluating")
             return
         loss = f" loss {event.loss:.4f}" if event.loss is not None else ""
         self.progress.update(
-            self.cell_bar,
-            total=event.steps,
-            completed=event.step,
-            detail=f"epoch {event.epoch}/{event.epochs}{loss}",
+            bar, total=event.steps, completed=event.step, detail=f"epoch {event.epoch}/{event.epochs}{loss}"
         )
 
-    def finish_cell(self, status: str) -> None:
+    def finished(self, spec: CellSpec, ok: bool) -> None:
+        if ok:
+            self.done += 1
+        else:
+            self.failed += 1
+        bar = self.cell_bars.pop(spec.cell_id, None)
+        if bar is not None:
+            self.progress.remove_task(bar)
         self.progress.advance(self.suite_bar)
-        if self.cell_bar is not None:
-            self.progress.update(self.cell_bar, detail=status)
+        self._refresh_counts()

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from harness.config import CellSpec, expand_cells, load_suite
 from harness.errors import InputError
-from harness.executors import EXECUTORS, CellFailure
+from harness.executors import CellFailure, make_executor
 from harness.progress import RunDisplay
 from harness.record import CellRecord
 from harness.store import Store
@@ -44,6 +44,16 @@ def failed_record(spec: CellSpec, run_id: str, failure: CellFailure) -> CellReco
     return record
 
 
+def interruptible(outcomes, store: Store, run_id: str, console: Console):
+    """Pass outcomes through; on Ctrl-C mark the run interrupted (finished cells are stored)."""
+    try:
+        yield from outcomes
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "interrupted")
+        console.print("[yellow]interrupted; finished cells are stored. Continue with --resume[/]")
+        raise
+
+
 def run_suite(
     suite_path: Path,
     store_path: Path,
@@ -51,6 +61,7 @@ def run_suite(
     data_dir: str | None = None,
     resume: bool = False,
     executor: str = "local",
+    ray_address: str | None = None,
 ) -> RunSummary:
     if data_dir is not None and not Path(data_dir).is_dir():
         raise InputError(
@@ -60,6 +71,7 @@ def run_suite(
         )
     suite = load_suite(suite_path)
     cells = expand_cells(suite, suite_path, data_dir)
+    execute = make_executor(executor, ray_address)
     store = Store(store_path)
     try:
         run_id = (store.latest_run(suite.name) if resume else None) or new_run_id(suite.name)
@@ -72,25 +84,18 @@ def run_suite(
         )
         failed = 0
         with RunDisplay(len(todo), console) as display:
-            specs = iter(todo)
-            first = next(specs, None)
-            if first is not None:
-                display.start_cell(first)
-            for spec, outcome in EXECUTORS[executor](todo, run_id, display.update):
-                if isinstance(outcome, CellFailure):
+            for spec, outcome in interruptible(execute(todo, run_id, display), store, run_id, console):
+                ok = not isinstance(outcome, CellFailure)
+                if ok:
+                    store.write_cell(outcome.record, outcome.predictions)
+                else:
                     failed += 1
                     store.write_cell(failed_record(spec, run_id, outcome))
                     log = store.run_folder(run_id) / "logs" / f"{spec.cell_id}.log"
                     log.parent.mkdir(parents=True, exist_ok=True)
                     log.write_text(outcome.details or outcome.error)
-                    display.finish_cell("[red]failed")
                     console.print(f"[red]✗ {spec.cell_id}: {outcome.error}[/]")
-                else:
-                    store.write_cell(outcome.record, outcome.predictions)
-                    display.finish_cell("[green]ok")
-                following = next(specs, None)
-                if following is not None:
-                    display.start_cell(following)
+                display.finished(spec, ok)
         store.finish_run(run_id, "failed" if failed else "ok")
         return RunSummary(run_id, len(todo), len(cells) - len(todo), failed)
     finally:

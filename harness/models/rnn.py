@@ -62,9 +62,7 @@ class TextRNN(nn.Module):
     def __init__(self, params: RNNParams, info: TaskInfo):
         super().__init__()
         self.num_labels = info.num_labels
-        self.embed = InputEmbedding(
-            info.vocab_size, params.embed_dim, info.pad_token_id, info.is_pair
-        )
+        self.embed = InputEmbedding(info.vocab_size, params.embed_dim, info.pad_token_id, info.is_pair)
         recurrent = nn.LSTM if params.cell == "lstm" else nn.GRU
         self.rnn = recurrent(
             params.embed_dim,

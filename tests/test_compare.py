@@ -1,0 +1,187 @@
+"""Regression verdicts on real records of tiny real runs: real drops flagged, seed noise not."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+
+import pandas as pd
+import pytest
+
+from harness.cell import run_cell
+from harness.compare import Thresholds, compare, has_regression, load_side, save_baseline
+from harness.config import BUILTIN_TASK_DIR, CellSpec, ModelSpec, TrainingSettings, load_task
+from harness.store import Store
+
+SEEDS = range(6)
+
+
+def _cells(data_dir, train_examples: int, label: str, seeds) -> list[CellSpec]:
+    training = TrainingSettings(
+        epochs=2, max_seq_length=48, max_train_examples=train_examples, learning_rate=2e-3, batch_size=32
+    )
+    model = ModelSpec(
+        adapter="cnn", label=label, params={"embed_dim": 32, "num_filters": 16, "vocab_size": 3000}
+    )
+    task = load_task(BUILTIN_TASK_DIR / "sst2.yaml")
+    return [
+        CellSpec(suite="noise", task=task, model=model, seed=s, training=training, data_dir=str(data_dir))
+        for s in seeds
+    ]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_dir):
+    """Six seeds of one configuration, and three of the same model trained on a tenth of the data."""
+    folder = tmp_path_factory.mktemp("compare")
+    store = Store(folder / "harness.db")
+    plan = {
+        "healthy": _cells(data_dir, 2000, "cnn", SEEDS),
+        "damaged": _cells(data_dir, 200, "cnn", range(3)),
+    }
+    for run_id, cells in plan.items():
+        store.start_run(run_id, "noise", "-", len(cells))
+        for spec in cells:
+            result = run_cell(spec, run_id)
+            store.write_cell(result.record, result.predictions)
+        store.finish_run(run_id, "ok")
+    store.close()
+    return folder / "harness.db"
+
+
+def _records(store_path, run_id: str) -> pd.DataFrame:
+    return load_side(run_id, store_path)
+
+
+def test_a_damaged_model_is_a_regression(runs):
+    healthy, damaged = _records(runs, "healthy"), _records(runs, "damaged")
+    results = compare(healthy, damaged, Thresholds(compare_cost=False))
+    (accuracy,) = [r for r in results if r.metric == "accuracy"]
+    assert accuracy.verdict == "regression", accuracy
+    assert accuracy.delta < -3 and accuracy.p_value < 0.05
+    assert has_regression(results)
+
+
+def test_seed_noise_alone_is_not_a_regression(runs):
+    """Every split of six real seeds into halves: the false-alarm rate stays at or below alpha."""
+    healthy = _records(runs, "healthy")
+    assert healthy["metrics"].map(lambda m: m["accuracy"]).std() > 0  # there is noise to test against
+    alarms = splits = 0
+    for baseline_seeds in itertools.combinations(SEEDS, 3):
+        baseline = healthy[healthy.seed.isin(baseline_seeds)]
+        current = healthy[~healthy.seed.isin(baseline_seeds)]
+        results = compare(baseline, current, Thresholds(compare_cost=False))
+        alarms += sum(r.verdict == "regression" for r in results)
+        splits += 1
+    assert splits == 20
+    assert alarms / splits <= 0.05
+
+
+def test_minimum_detectable_effect_is_reported(runs):
+    healthy = _records(runs, "healthy")
+    results = compare(healthy[healthy.seed < 3], healthy[healthy.seed >= 3], Thresholds(compare_cost=False))
+    (accuracy,) = results
+    assert accuracy.mde is not None and accuracy.mde > 0
+
+
+def test_one_seed_is_a_weak_verdict_on_an_absolute_tolerance(runs):
+    healthy, damaged = _records(runs, "healthy"), _records(runs, "damaged")
+    results = compare(healthy[healthy.seed == 0], damaged[damaged.seed == 0], Thresholds(compare_cost=False))
+    (accuracy,) = results
+    assert accuracy.weak and accuracy.verdict == "regression" and "weak" in accuracy.reason
+
+
+def test_a_slower_model_on_the_same_hardware_is_flagged_and_other_hardware_skipped(runs):
+    healthy = _records(runs, "healthy")
+    slower = healthy.copy()
+    slower["train_examples_per_s"] *= 0.7
+    verdicts = {r.metric: r for r in compare(healthy, slower, Thresholds()) if r.kind == "cost"}
+    assert verdicts["train_examples_per_s"].verdict == "regression"
+    assert verdicts["train_examples_per_s"].p_value < 0.05
+    assert verdicts["infer_examples_per_s"].verdict == "unchanged"
+
+    elsewhere = slower.copy()
+    elsewhere["cpu_model"] = "Some Other CPU @ 3.0GHz"
+    verdicts = {r.metric: r for r in compare(healthy, elsewhere, Thresholds()) if r.kind == "cost"}
+    assert {r.verdict for r in verdicts.values()} == {"skipped"}
+    assert "hardware differs" in verdicts["train_examples_per_s"].reason
+
+
+def test_missing_cells_are_regressions_and_new_ones_are_not(runs):
+    healthy = _records(runs, "healthy")
+    renamed = healthy.copy()
+    renamed["model"] = "cnn-v2"
+    results = compare(healthy, renamed, Thresholds(compare_cost=False))
+    assert {(r.model, r.verdict) for r in results} == {("cnn", "missing"), ("cnn-v2", "new")}
+    assert has_regression(results)
+
+
+def harness(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+    )
+
+
+def test_cli_exit_codes_markdown_and_junit(runs, tmp_path):
+    baseline = tmp_path / "baselines" / "healthy.json"
+    saved = harness("baseline", "save", "healthy", "--out", str(baseline), "--store", str(runs))
+    assert saved.returncode == 0, saved.stderr
+    assert len(load_side(str(baseline), runs)) == 6
+
+    clean = harness(
+        "compare",
+        str(baseline),
+        "healthy",
+        "--store",
+        str(runs),
+        "--markdown",
+        str(tmp_path / "clean.md"),
+        "--junit",
+        str(tmp_path / "clean.xml"),
+    )
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "no regression" in (tmp_path / "clean.md").read_text()
+    suite = ElementTree.parse(tmp_path / "clean.xml").getroot()
+    assert suite.get("failures") == "0" and int(suite.get("tests")) >= 1
+
+    bad = harness(
+        "compare",
+        str(baseline),
+        "damaged",
+        "--store",
+        str(runs),
+        "--no-cost",
+        "--markdown",
+        str(tmp_path / "bad.md"),
+        "--junit",
+        str(tmp_path / "bad.xml"),
+    )
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    text = (tmp_path / "bad.md").read_text()
+    assert "1 regression(s)" in text and "| sst2 | cnn | accuracy | regression |" in text
+    suite = ElementTree.parse(tmp_path / "bad.xml").getroot()
+    assert suite.get("failures") == "1"
+    failure = suite.find("testcase[@name='accuracy']/failure")
+    assert failure is not None and "regression" in failure.get("message")
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    for args in ([str(broken), "healthy"], ["no-such-run", "healthy"]):
+        result = harness("compare", *args, "--store", str(runs))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+    save_baseline(load_side("damaged", runs), tmp_path / "damaged.json")
+    assert (
+        harness(
+            "compare", str(baseline), str(tmp_path / "damaged.json"), "--no-cost", "--store", str(runs)
+        ).returncode
+        == 1
+    )
