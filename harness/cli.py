@@ -128,7 +128,8 @@ def list_(what: ListWhat = typer.Argument(...), store: Path = STORE_OPTION) -> N
 
 
 def _resolve_run(store_db, run_id: str | None) -> str:
-    if run_id is None:
+    """A run id of the store; None or `latest` means the newest run."""
+    if run_id is None or run_id == "latest":
         run_id = store_db.latest_run()
         if run_id is None:
             raise InputError(store_db.path, "the store has no runs", "run a suite first")
