@@ -35,7 +35,7 @@ class RunDisplay:
     """A bar for the suite (cells finished of n, with counts) and one per running cell."""
 
     def __init__(self, total_cells: int, console: Console):
-        self.progress = Progress(
+        self.bars = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -47,21 +47,21 @@ class RunDisplay:
         )
         self.total = total_cells
         self.started_count = self.done = self.failed = 0
-        self.suite_bar = self.progress.add_task("cells", total=total_cells, detail="")
+        self.suite_bar = self.bars.add_task("cells", total=total_cells, detail="")
         self.cell_bars: dict[str, TaskID] = {}
         self._refresh_counts()
 
     def __enter__(self) -> RunDisplay:
-        self.progress.start()
+        self.bars.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        self.bars.stop()
 
     def _refresh_counts(self) -> None:
         running = len(self.cell_bars)
         pending = self.total - self.started_count
-        self.progress.update(
+        self.bars.update(
             self.suite_bar,
             detail=f"pending {pending} · running {running} · done {self.done} · failed {self.failed}",
         )
@@ -72,7 +72,7 @@ class RunDisplay:
             f"cell {self.started_count}/{self.total} "
             f"{spec.task.name} · {spec.model.display_label} · seed {spec.seed}"
         )
-        self.cell_bars[spec.cell_id] = self.progress.add_task(label, total=None, detail="starting")
+        self.cell_bars[spec.cell_id] = self.bars.add_task(label, total=None, detail="starting")
         self._refresh_counts()
 
     def progress(self, spec: CellSpec, event: LoopProgress) -> None:
@@ -80,10 +80,10 @@ class RunDisplay:
         if bar is None:
             return
         if event.phase == "eval":
-            self.progress.update(bar, detail=f"epoch {event.epoch}/{event.epochs} evaluating")
+            self.bars.update(bar, detail=f"epoch {event.epoch}/{event.epochs} evaluating")
             return
         loss = f" loss {event.loss:.4f}" if event.loss is not None else ""
-        self.progress.update(
+        self.bars.update(
             bar, total=event.steps, completed=event.step, detail=f"epoch {event.epoch}/{event.epochs}{loss}"
         )
 
@@ -94,6 +94,6 @@ class RunDisplay:
             self.failed += 1
         bar = self.cell_bars.pop(spec.cell_id, None)
         if bar is not None:
-            self.progress.remove_task(bar)
-        self.progress.advance(self.suite_bar)
+            self.bars.remove_task(bar)
+        self.bars.advance(self.suite_bar)
         self._refresh_counts()
