@@ -66,9 +66,7 @@ def install_fake_distribution(site) -> None:
     (site / f"{MODULE}.py").write_text(textwrap.dedent(EXTERNAL_MODULE))
     dist_info = site / "harness_external_bow-0.1.0.dist-info"
     dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: harness-external-bow\nVersion: 0.1.0\n"
-    )
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: harness-external-bow\nVersion: 0.1.0\n")
     (dist_info / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\nbow = {MODULE}\n")
 
 
@@ -92,7 +90,10 @@ def test_external_adapter_registers_through_the_entry_point_group(tmp_path, forg
         assert ADAPTER in adapters
         assert builtin <= set(adapters)  # the built-in ones are still there
         assert adapters[ADAPTER].__module__ == MODULE
-        assert adapters[ADAPTER].description() == "Bag of embeddings from an installed package (entry-point test)."
+        assert (
+            adapters[ADAPTER].description()
+            == "Bag of embeddings from an installed package (entry-point test)."
+        )
 
         # a suite can name it and pass parameters; unknown ones are refused as for built-ins
         spec = ModelSpec(adapter=ADAPTER, params={"dim": 4})
@@ -100,10 +101,16 @@ def test_external_adapter_registers_through_the_entry_point_group(tmp_path, forg
         with pytest.raises(Exception, match="unknown parameter"):
             registry.validate_model_spec(ModelSpec(adapter=ADAPTER, params={"dims": 4}), "s.yaml", "m")
 
-        info = registry.TaskInfo(num_labels=3, is_pair=False, max_seq_length=16, vocab_size=50, pad_token_id=0)
+        info = registry.TaskInfo(
+            num_labels=3, is_pair=False, max_seq_length=16, vocab_size=50, pad_token_id=0
+        )
         model = registry.get_adapter(spec).build(info)
         ids = torch.tensor([[2, 7, 9, 3, 0], [2, 5, 3, 0, 0]])
-        batch = {"input_ids": ids, "attention_mask": (ids != 0).long(), "token_type_ids": torch.zeros_like(ids)}
+        batch = {
+            "input_ids": ids,
+            "attention_mask": (ids != 0).long(),
+            "token_type_ids": torch.zeros_like(ids),
+        }
         logits = model(batch)
         assert logits.shape == (2, 3) and torch.isfinite(logits).all()
         logits.sum().backward()  # a working module: gradients reach its parameters
