@@ -139,6 +139,9 @@ class ModelSpec(Strict):
     label: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
+    task_training: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="training overrides for this model on one task: {imdb: {...}}"
+    )
 
     @property
     def display_label(self) -> str:
@@ -324,13 +327,29 @@ def expand_cells(suite: Suite, suite_path: Path, data_dir: str | None = None) ->
 
     for index, model in enumerate(suite.models):
         validate_model_spec(model, suite_path, f"models.{index}")
+    tasks = [resolve_task(ref, suite_path, t_index) for t_index, ref in enumerate(suite.tasks)]
+    task_names = {task.name for task in tasks}
+    for index, model in enumerate(suite.models):
+        for name in model.task_training:
+            if name not in task_names:
+                raise InputError(
+                    suite_path,
+                    f"task_training names {name!r}, which is not a task of this suite",
+                    f"use one of {', '.join(sorted(task_names))}",
+                    f"models.{index}.task_training",
+                )
     cells = []
-    for t_index, ref in enumerate(suite.tasks):
-        task = resolve_task(ref, suite_path, t_index)
+    for t_index, (ref, task) in enumerate(zip(suite.tasks, tasks, strict=True)):
         task_training = merged_training(suite.training, ref.training, suite_path, f"tasks.{t_index}.training")
         for m_index, model in enumerate(suite.models):
             training = merged_training(
                 task_training, model.training, suite_path, f"models.{m_index}.training"
+            )
+            training = merged_training(
+                training,
+                model.task_training.get(task.name, {}),
+                suite_path,
+                f"models.{m_index}.task_training.{task.name}",
             )
             for seed in suite.seeds:
                 cells.append(

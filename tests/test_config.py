@@ -19,7 +19,8 @@ SUITE = """
 name: t
 tasks: [sst2, {name: mrpc, training: {max_seq_length: 96}}]
 models:
-  - {adapter: cnn, label: small, params: {embed_dim: 16}, training: {epochs: 5}}
+  - {adapter: cnn, label: small, params: {embed_dim: 16}, training: {epochs: 5},
+     task_training: {sst2: {batch_size: 8}}}
   - {adapter: hf, params: {pretrained: minilm-l6}, training: {learning_rate: 5.0e-5}}
 seeds: [1, 2]
 training: {epochs: 2, learning_rate: 0.001}
@@ -54,6 +55,7 @@ def test_expand_cells_with_overrides(tmp_path):
     by_id = {cell.cell_id: cell for cell in cells}
     small = by_id["mrpc__small__seed1"].training
     assert (small.epochs, small.learning_rate, small.max_seq_length) == (5, 0.001, 96)
+    assert small.batch_size == 32 and by_id["sst2__small__seed1"].training.batch_size == 8
     hf = by_id["sst2__hf__seed2"].training
     assert (hf.epochs, hf.learning_rate, hf.max_seq_length) == (2, 5e-5, 128)
     assert len({cell.config_hash for cell in cells}) == len(cells)
@@ -94,6 +96,7 @@ def _error(tmp_path, text: str) -> InputError:
             "greater than",
         ),
         (SUITE.replace("name: t\n", ""), "name", "missing"),
+        (SUITE.replace("{sst2: {batch_size", "{cola: {batch_size"), "models.0.task_training", "not a task"),
     ],
 )
 def test_bad_suites_name_file_field_and_fix(tmp_path, text, field, words):
