@@ -18,6 +18,7 @@ import random
 from pathlib import Path
 
 import pandas as pd
+from _publish import publish
 
 from harness.cell import run_cell
 from harness.compare import Thresholds, compare
@@ -88,9 +89,7 @@ def main() -> None:
         )
         lines.append(f"| {k} | {len(pairs)} | {false_alarms:.3f} | {drop} points |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

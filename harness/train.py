@@ -8,7 +8,9 @@ classification, mean squared error for regression (STS-B).
 
 The loop also times itself the way a benchmark must: only steady-state steps
 (after `warmup_steps`) count, and the device is synchronised before every
-clock read, so asynchronous CUDA kernels are not mistaken for speed.
+clock read, so asynchronous CUDA kernels are not mistaken for speed. A step's
+time runs from the end of the previous step to the end of this one, so building
+and padding the batch is part of it, as it is of any training run.
 """
 
 from __future__ import annotations
@@ -153,13 +155,12 @@ def train(
         model.train()
         batches = train_batches(lengths, settings.batch_size, rng)
         epoch_loss = 0.0
+        synchronize(device)
+        last_end = time.perf_counter()  # per epoch: evaluation between epochs is not training
         for step, (indices, batch) in enumerate(
             zip(batches, iterate(data, batches), strict=True), 1
         ):
             steady = stats.steps >= warmup_steps
-            if steady:
-                synchronize(device)
-                tick = time.perf_counter()
             batch = to_device(batch, device)
             with autocast(device, use_amp):
                 loss = loss_fn(model(batch), batch["labels"])
@@ -172,11 +173,13 @@ def train(
             scaler.update()
             schedule.step()
             loss_value = loss.item()  # also a synchronisation point
+            synchronize(device)
+            now = time.perf_counter()
             if steady:
-                synchronize(device)
-                stats.steady_seconds += time.perf_counter() - tick
+                stats.steady_seconds += now - last_end
                 stats.steady_examples += len(indices)
                 stats.steady_tokens += int(lengths[indices].sum())
+            last_end = now
             stats.steps += 1
             epoch_loss += loss_value
             on_progress(Progress("train", epoch, settings.epochs, step, len(batches), loss_value))

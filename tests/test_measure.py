@@ -1,0 +1,302 @@
+"""What the harness measures behaves as a measurement must: more work reads as slower, warm-up
+is left out, memory lands on the cell that used it, unmeasured figures stay empty, and
+`harness profile` reports growth. Behaviour, not speed: every bound is loose."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness.batching import Encoded
+from harness.config import BUILTIN_TASK_DIR, CellSpec, ModelSpec, TrainingSettings, load_task
+from harness.executors import CellFailure, run_local
+from harness.models import registry
+from harness.profile import cpu_tensor_peak_mb, growth_exponent
+from harness.store import Store, load_records
+from harness.train import train
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared 2-core box, two threads wait on each other's time slices."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def synthetic(rows: int, length: int, vocab: int = 1000, seed: int = 0) -> Encoded:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab, size=(rows, length)).tolist()
+    return Encoded(ids, None, rng.integers(0, 2, size=rows), pad_id=0)
+
+
+class Mixer(nn.Module):
+    """Embeddings → two wide linear layers per token → mean → classifier: work ∝ tokens."""
+
+    def __init__(self, vocab: int = 1000, dim: int = 128, hidden: int = 512):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.body = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.head = nn.Linear(dim, 2)
+
+    def forward(self, batch):
+        return self.head(self.body(self.embed(batch["input_ids"])).mean(dim=1))  # (B, 2)
+
+
+class Twice(nn.Module):
+    """The same network run twice per step: the same parameters, twice the work."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, batch):
+        return (self.inner(batch) + self.inner(batch)) / 2
+
+
+class SlowStart(nn.Module):
+    """A tiny model whose first `slow_calls` forward calls sleep `seconds`."""
+
+    def __init__(self, slow_calls: int, seconds: float):
+        super().__init__()
+        self.embed = nn.Embedding(1000, 16)
+        self.head = nn.Linear(16, 2)
+        self.slow_calls, self.seconds, self.calls = slow_calls, seconds, 0
+
+    def forward(self, batch):
+        self.calls += 1
+        if self.calls <= self.slow_calls:
+            time.sleep(self.seconds)
+        return self.head(self.embed(batch["input_ids"]).mean(dim=1))
+
+
+CPU = torch.device("cpu")
+
+
+def test_twice_the_work_reads_as_half_the_examples_per_second(one_thread):
+    data = synthetic(rows=32 * 24, length=64)
+    settings = TrainingSettings(epochs=1, batch_size=32, max_grad_norm=None)
+    rates: dict[str, list[float]] = {"once": [], "twice": []}
+    for _ in range(2):  # interleaved, best of two: the machine is shared
+        for name in rates:
+            torch.manual_seed(0)
+            model = Mixer() if name == "once" else Twice(Mixer())
+            stats = train(model, data, settings, seed=0, device=CPU)
+            assert stats.steady_examples == len(data) - 2 * 32  # warm-up: min(10, 24 // 10) steps
+            rates[name].append(stats.examples_per_s)
+    ratio = max(rates["twice"]) / max(rates["once"])
+    assert 0.35 <= ratio <= 0.7, rates
+
+
+def test_the_steady_state_window_skips_warm_up_steps(one_thread):
+    batch, steps, warmup, nap = 16, 60, 5, 0.25
+    data = synthetic(rows=batch * steps, length=16)
+    settings = TrainingSettings(epochs=1, batch_size=batch)
+
+    torch.manual_seed(0)
+    control = train(SlowStart(0, 0.0), data, settings, seed=0, device=CPU, warmup_steps=warmup)
+    torch.manual_seed(0)
+    model = SlowStart(warmup, nap)
+    stats = train(model, data, settings, seed=0, device=CPU, warmup_steps=warmup)
+
+    assert model.calls == steps and stats.steps == steps
+    assert stats.steady_examples == len(data) - warmup * batch  # every batch is full
+    assert stats.steady_tokens == stats.steady_examples * 16
+    assert stats.wall_seconds >= warmup * nap  # the naps happened...
+    assert stats.steady_seconds <= stats.wall_seconds - warmup * nap  # ...outside the window
+    # counted, the naps alone would cap the rate at 880 examples / 1.25 s
+    assert stats.examples_per_s > 0.5 * control.examples_per_s
+    assert stats.examples_per_s > 2 * stats.steady_examples / (warmup * nap)
+
+
+def test_cpu_tensor_peak_counts_what_a_step_allocates():
+    mib = 2**20 // 4  # float32 elements per MiB
+
+    def step():
+        a = torch.ones(8 * mib)  # 8 MiB live
+        b = torch.ones(4 * mib)  # 12 MiB live: the peak
+        del a
+        c = torch.ones(2 * mib)  # 6 MiB live
+        return b, c
+
+    assert cpu_tensor_peak_mb(step) == pytest.approx(12, abs=0.1)
+
+
+def test_growth_exponent_is_the_log_log_slope():
+    lengths = [64, 128, 256, 512]
+    assert growth_exponent(lengths, [3 * n**2 for n in lengths]) == pytest.approx(2)
+    assert growth_exponent(lengths, [5.0 * n for n in lengths]) == pytest.approx(1)
+    assert math.isnan(growth_exponent([64], [1.0]))
+
+
+# ---------------------------------------------------------------------------------- whole cells
+
+BALLAST_MODULE = "harness_measure_test_ballast"
+BALLAST_ADAPTER = "test-ballast"
+BALLAST_MB = 200
+
+BALLAST_SOURCE = f'''
+"""A test adapter whose model allocates, fills and keeps `ballast_mb` MiB besides its layers."""
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from harness.models.registry import register_adapter
+from harness.models.scratch import ScratchAdapter, ScratchParams
+
+
+class BallastParams(ScratchParams):
+    ballast_mb: int = Field(default=0, ge=0)
+
+
+class BallastBag(nn.Module):
+    def __init__(self, info, ballast_mb):
+        super().__init__()
+        self.embed = nn.Embedding(info.vocab_size, 16, padding_idx=info.pad_token_id)
+        self.head = nn.Linear(16, info.num_labels)
+        # a plain attribute: resident memory, but no parameter, buffer or state-dict entry
+        self.ballast = torch.ones(ballast_mb * 2**20 // 4) if ballast_mb else None
+
+    def forward(self, batch):
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (self.embed(batch["input_ids"]) * mask).sum(1) / mask.sum(1)
+        return self.head(pooled)
+
+
+@register_adapter("{BALLAST_ADAPTER}")
+class BallastAdapter(ScratchAdapter):
+    """Bag of embeddings plus a block of memory it keeps (measurement test)."""
+
+    Params = BallastParams
+
+    def build(self, info):
+        return BallastBag(info, self.params.ballast_mb)
+'''
+
+
+class NoEvents:
+    def started(self, spec) -> None:
+        pass
+
+    def progress(self, spec, event) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def ballast_cells(tmp_path_factory, data_dir):
+    """Two cells through the local executor (a spawned process each): with and without ballast."""
+    site = tmp_path_factory.mktemp("site")
+    (site / f"{BALLAST_MODULE}.py").write_text(textwrap.dedent(BALLAST_SOURCE))
+    dist_info = site / "harness_measure_test_ballast-0.1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: harness-measure-test-ballast\nVersion: 0.1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        f"[{registry.ENTRY_POINT_GROUP}]\nballast = {BALLAST_MODULE}\n"
+    )
+    task = load_task(BUILTIN_TASK_DIR / "sst2.yaml")
+    training = TrainingSettings(
+        epochs=1, batch_size=16, max_seq_length=32, max_train_examples=160, max_eval_examples=64
+    )
+
+    def spec(ballast_mb: int) -> CellSpec:
+        model = ModelSpec(
+            adapter=BALLAST_ADAPTER,
+            label=f"ballast-{ballast_mb}",
+            params={"ballast_mb": ballast_mb, "vocab_size": 500},
+        )
+        registry.validate_model_spec(model, "test", "models.0")  # registered through the entry point
+        return CellSpec(
+            suite="measure-test",
+            task=task,
+            model=model,
+            seed=0,
+            training=training,
+            device="cpu",
+            threads=1,
+            data_dir=str(data_dir),
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(site))  # spawned children get the parent's sys.path
+        patch.setattr(registry, "_ADAPTERS", dict(registry._ADAPTERS))
+        patch.setattr(registry, "_loaded", False)
+        specs = [spec(0), spec(BALLAST_MB)]
+        outcomes = dict(
+            (s.model.params["ballast_mb"], outcome)
+            for s, outcome in run_local(specs, "measure-test", NoEvents())
+        )
+    sys.modules.pop(BALLAST_MODULE, None)
+    for outcome in outcomes.values():
+        assert not isinstance(outcome, CellFailure), f"{outcome.error}\n{outcome.details}"
+    return {ballast: outcome.record for ballast, outcome in outcomes.items()}
+
+
+def test_memory_a_cell_keeps_shows_in_its_peak_rss(ballast_cells):
+    control, ballast = ballast_cells[0], ballast_cells[BALLAST_MB]
+    assert control.status == ballast.status == "ok"
+    assert control.params_total == ballast.params_total  # the ballast is not a parameter
+    difference = ballast.peak_rss_mb - control.peak_rss_mb
+    print(f"peak RSS: control {control.peak_rss_mb:.0f} MiB, ballast {ballast.peak_rss_mb:.0f} MiB")
+    assert abs(difference - BALLAST_MB) <= 50, (control.peak_rss_mb, ballast.peak_rss_mb)
+
+
+def test_a_cpu_record_leaves_cuda_memory_empty_and_counts_size_and_work(ballast_cells, tmp_path):
+    record = ballast_cells[0]
+    assert record.device == "cpu"
+    assert record.cuda_peak_allocated_mb is None and record.cuda_peak_reserved_mb is None
+    assert record.params_total > 0 and record.params_trainable == record.params_total
+    assert record.flops_per_example is not None and record.flops_per_example > 0
+    assert record.peak_rss_mb > 0 and record.latency_p50_ms > 0
+    # stored and read back, the unmeasured figures are empty (NULL: None or NaN), never 0
+    store = Store(tmp_path / "harness.db")
+    store.start_run(record.run_id, record.suite, "test", 1)
+    store.write_cell(record)
+    store.close()
+    row = load_records(tmp_path / "harness.db").iloc[0]
+    for column in ("cuda_peak_allocated_mb", "cuda_peak_reserved_mb"):
+        assert row[column] is None or math.isnan(row[column]), row[column]
+    assert row["params_total"] == record.params_total and row["flops_per_example"] > 0
+
+
+# ---------------------------------------------------------------------------------- profile
+
+
+def test_profile_command_prints_exponents_and_writes_the_plot(tmp_path):
+    out = tmp_path / "profile"
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "profile", "--models", "cnn", "--seq-lens", "32,64"]
+        + ["--repeats", "2", "--warmup", "1", "--threads", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "160"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "growth exponent" in result.stdout
+    exponent_rows = [line for line in result.stdout.splitlines() if "│ cnn" in line]
+    assert len(exponent_rows) == 3  # two lengths, one exponent row
+    assert all(any(ch.isdigit() for ch in line.split("│")[2]) for line in exponent_rows)
+    for name in ("profile.png", "profile.svg", "profile.csv", "exponents.csv"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in (out / "profile.svg").read_text()[:2000]
+    import pandas as pd
+
+    rows = pd.read_csv(out / "profile.csv")
+    assert list(rows["seq_len"]) == [32, 64]
+    assert (rows["time_ms"] > 0).all() and (rows["peak_mb"] > 0).all() and rows["error"].isna().all()
+    exponents = pd.read_csv(out / "exponents.csv").set_index("model")
+    assert np.isfinite(exponents.loc["cnn", "time_ms_exponent"])
