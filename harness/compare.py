@@ -253,6 +253,8 @@ def compare_cost(baseline: pd.DataFrame, current: pd.DataFrame, alpha: float) ->
         c_cell = current[(current.task == task) & (current.model == model)]
         same_hardware = _hardware(b_cell) == _hardware(c_cell) and len(_hardware(b_cell)) == 1
         for cost in COST_METRICS:
+            if cost.column not in b_cell or cost.column not in c_cell:
+                continue
             b = pd.to_numeric(b_cell[cost.column], errors="coerce").dropna().to_numpy(float)
             c = pd.to_numeric(c_cell[cost.column], errors="coerce").dropna().to_numpy(float)
             if not len(b) or not len(c):

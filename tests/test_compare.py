@@ -96,11 +96,12 @@ def test_one_seed_is_a_weak_verdict_on_an_absolute_tolerance(runs):
 
 def test_a_slower_model_on_the_same_hardware_is_flagged_and_other_hardware_skipped(runs):
     healthy = _records(runs, "healthy")
+    healthy = healthy[healthy.seed < 3]  # three a side: the relative tolerance decides
     slower = healthy.copy()
     slower["train_examples_per_s"] *= 0.7
     verdicts = {r.metric: r for r in compare(healthy, slower, Thresholds()) if r.kind == "cost"}
     assert verdicts["train_examples_per_s"].verdict == "regression"
-    assert verdicts["train_examples_per_s"].p_value < 0.05
+    assert verdicts["train_examples_per_s"].delta == pytest.approx(-0.3)
     assert verdicts["infer_examples_per_s"].verdict == "unchanged"
 
     elsewhere = slower.copy()
@@ -108,6 +109,31 @@ def test_a_slower_model_on_the_same_hardware_is_flagged_and_other_hardware_skipp
     verdicts = {r.metric: r for r in compare(healthy, elsewhere, Thresholds()) if r.kind == "cost"}
     assert {r.verdict for r in verdicts.values()} == {"skipped"}
     assert "hardware differs" in verdicts["train_examples_per_s"].reason
+
+
+def test_with_four_or_more_measurements_a_slowdown_must_also_be_significant():
+    """Mann-Whitney on repeated measurements: a consistent 30% slowdown is flagged, a ratio
+    beyond tolerance that the spread of the measurements explains is not."""
+    from harness.compare import compare_cost
+
+    def side(throughputs):
+        return pd.DataFrame(
+            {
+                "task": "sst2",
+                "model": "cnn",
+                "device_name": "cpu",
+                "cpu_model": "x",
+                "threads": 2,
+                "train_examples_per_s": throughputs,
+            }
+        )
+
+    steady = [1000.0, 1010.0, 990.0, 1005.0, 995.0]
+    (consistent,) = compare_cost(side(steady), side([0.7 * t for t in steady]), alpha=0.05)
+    assert consistent.verdict == "regression" and consistent.p_value < 0.05
+    noisy = [400.0, 1600.0, 900.0, 1300.0, 600.0]
+    (overlapping,) = compare_cost(side(noisy), side([1.25 * t for t in noisy][::-1]), alpha=0.05)
+    assert overlapping.verdict == "unchanged" and "not significant" in overlapping.reason
 
 
 def test_missing_cells_are_regressions_and_new_ones_are_not(runs):
