@@ -83,6 +83,7 @@ def run_cell(
 ) -> CellResult:
     started = time.perf_counter()
     quiet_libraries()
+    measure.reset_peak_rss()
     record = new_record(spec, run_id)
     if spec.threads:
         torch.set_num_threads(spec.threads)

@@ -349,3 +349,25 @@ def profile(
     written += write_plot(rows, found, out)
     console.print("wrote " + ", ".join(str(path) for path in written))
     raise typer.Exit(1 if any(row.error for row in rows) else 0)
+
+
+@app.command()
+@user_errors
+def report(
+    run_ids: list[str] = typer.Argument(None, help="run ids (default: the latest run, or all of --suite)"),
+    suite: str = typer.Option(None, "--suite", help="every run of this suite (by name)"),
+    out: Path = typer.Option(..., "--out", help="folder for leaderboard.md and index.html: reports/<name>/"),
+    references: Path = typer.Option(
+        None, "--references", help="published numbers to show beside (default: suites/references.yaml)"
+    ),
+    no_references: bool = typer.Option(False, "--no-references", help="show no published numbers"),
+    store: Path = STORE_OPTION,
+) -> None:
+    """Write a leaderboard (markdown and a self-contained HTML page) of runs in the store."""
+    from harness.report import generate_report
+    from harness.report.references import default_references
+
+    chosen = None if no_references else (references or default_references())
+    written, used = generate_report(store, out, run_ids or [], suite, chosen)
+    pages = ", ".join(str(path) for path in written if path.suffix != ".json")
+    console.print(f"report of {', '.join(used)}: {pages}")

@@ -45,6 +45,15 @@ def peak_rss_mb() -> float:
     return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
 
 
+def reset_peak_rss() -> None:
+    """Start a new high-water mark (Linux: `5` into /proc/self/clear_refs resets `VmHWM` to the
+    current RSS), so cells run one after another in one process each report their own peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux, or not permitted: the figure is then the process's peak
+
+
 def cuda_peaks_mb(device: torch.device) -> tuple[float | None, float | None]:
     if device.type != "cuda":
         return None, None

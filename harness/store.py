@@ -177,6 +177,10 @@ class Store:
         )
         for name in JSON_FIELDS:
             frame[name] = frame[name].map(lambda text: json.loads(text) if text else {})
+        # metrics are stored as strict JSON (an undefined value as null); NaN again in memory
+        frame["metrics"] = frame["metrics"].map(
+            lambda metrics: {k: float("nan") if v is None else v for k, v in metrics.items()}
+        )
         metric_columns = pd.DataFrame(
             [
                 {k: (float("nan") if v is None else v) for k, v in m.items()}

@@ -1,0 +1,193 @@
+"""Seeds pooled into one entry per (task, model), and the GLUE score by the official rule.
+
+The GLUE score (Wang et al. 2018, and the gluebenchmark.com leaderboard) is the
+unweighted mean over tasks of a per-task score, where a task with several metrics
+counts once with the mean of its metrics: MRPC and QQP mean(F1, accuracy), STS-B
+mean(Pearson, Spearman), MNLI mean(matched, mismatched accuracy); CoLA is Matthews
+correlation, the rest accuracy. GLUE-9 is all nine tasks, GLUE-8 leaves out WNLI.
+A score over fewer tasks is returned as partial, with the tasks it lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from harness.report.stats import Estimate, t_interval
+
+GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+GLUE_8_TASKS = tuple(task for task in GLUE_TASKS if task != "wnli")
+GLUE_TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "cola": ("matthews_correlation",),
+    "sst2": ("accuracy",),
+    "mrpc": ("f1", "accuracy"),
+    "qqp": ("f1", "accuracy"),
+    "stsb": ("pearson", "spearmanr"),
+    "mnli": ("accuracy_matched", "accuracy_mismatched"),
+    "qnli": ("accuracy",),
+    "rte": ("accuracy",),
+    "wnli": ("accuracy",),
+}
+# Published tables sometimes give only the task score (MNLI as the mean of m and mm).
+GLUE_TASK_SCORE_ALIASES = {"mnli": ("accuracy_mean_m_mm",)}
+
+COST_COLUMNS = (
+    "train_examples_per_s",
+    "infer_examples_per_s",
+    "latency_p50_ms",
+    "params_total",
+    "flops_per_example",
+)
+
+
+def _finite(value) -> bool:
+    return value is not None and isinstance(value, int | float) and math.isfinite(value)
+
+
+def glue_task_score(task: str, metrics: Mapping[str, float | None]) -> float | None:
+    """One task's GLUE score from its metrics (percent), or None when a metric is missing."""
+    keys = GLUE_TASK_METRICS.get(task)
+    if keys is None:
+        return None
+    values = [metrics.get(key) for key in keys]
+    if all(_finite(value) for value in values):
+        return sum(values) / len(values)
+    for alias in GLUE_TASK_SCORE_ALIASES.get(task, ()):
+        if _finite(metrics.get(alias)):
+            return float(metrics[alias])
+    return None
+
+
+@dataclass(frozen=True)
+class GlueScore:
+    name: str  # "GLUE-9" or "GLUE-8"
+    value: float | None  # mean over the tasks present
+    present: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def total(self) -> int:
+        return len(self.present) + len(self.missing)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing)
+
+    @property
+    def note(self) -> str:
+        """Empty for a full score, else e.g. `partial: 5/8, missing mnli, qqp, qnli`."""
+        if not self.partial or self.value is None:
+            return ""
+        return f"partial: {len(self.present)}/{self.total}, missing {', '.join(self.missing)}"
+
+
+def glue_score(task_scores: Mapping[str, float | None], tasks: tuple[str, ...] = GLUE_TASKS) -> GlueScore:
+    name = f"GLUE-{len(tasks)}"
+    present = tuple(task for task in tasks if _finite(task_scores.get(task)))
+    missing = tuple(task for task in tasks if task not in present)
+    value = sum(task_scores[task] for task in present) / len(present) if present else None
+    return GlueScore(name, value, present, missing)
+
+
+# --------------------------------------------------------------------------- seeds pooled
+
+
+@dataclass
+class Entry:
+    """One model on one task, its seeds pooled."""
+
+    task: str
+    model: str
+    primary_metric: str
+    metrics: dict[str, Estimate]
+    cost: dict[str, float | None]
+    memory_mb: float | None
+    memory_kind: str | None  # "CUDA" (peak allocated) or "RSS" (peak resident set)
+    seeds: list[int]
+    cells: list[tuple[str, str, int]]  # (run_id, cell_id, seed)
+    eval_splits: tuple[str, ...]  # the dataset splits evaluated, e.g. ("validation",)
+    eval_subset: int | None = None  # max_eval_examples when the evaluation was a subset
+    mixed_configs: bool = False  # seeds pooled from differing model/training settings
+    rank: str = ""  # filled in by the leader test, e.g. "1", "=1", "3"
+
+    @property
+    def primary(self) -> Estimate:
+        return self.metrics.get(self.primary_metric, Estimate(None, None, 0))
+
+    def metric_means(self) -> dict[str, float | None]:
+        return {name: estimate.mean for name, estimate in self.metrics.items()}
+
+
+def _mean(series: pd.Series) -> float | None:
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    return float(values.mean()) if len(values) else None
+
+
+def _eval_splits(config: dict) -> tuple[str, ...]:
+    splits = (config.get("task") or {}).get("splits") or {}
+    evaluation = splits.get("eval")
+    if isinstance(evaluation, dict):
+        return tuple(str(v) for v in evaluation.values())
+    return (str(evaluation),) if evaluation else ()
+
+
+def _settings_key(config: dict) -> str:
+    """What must agree for seeds to be pooled: task, model and training settings."""
+    return json.dumps(
+        {k: config.get(k) for k in ("task", "model", "training", "device")}, sort_keys=True, default=str
+    )
+
+
+def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | None = None) -> list[Entry]:
+    """One `Entry` per (task, model label) of the ok records, metrics as mean ± t-interval."""
+    entries = []
+    ok = records[records["status"] == "ok"]
+    for (task, model), group in ok.groupby(["task", "model"], sort=False):
+        names = list((metric_order or {}).get(task, []))
+        for metrics in group["metrics"]:
+            names += [name for name in metrics if name not in names]
+        estimates = {name: t_interval([metrics.get(name) for metrics in group["metrics"]]) for name in names}
+        cuda = _mean(group["cuda_peak_allocated_mb"]) if "cuda_peak_allocated_mb" in group else None
+        rss = _mean(group["peak_rss_mb"]) if "peak_rss_mb" in group else None
+        configs = list(group["config"])
+        limits = [(c.get("training") or {}).get("max_eval_examples") for c in configs]
+        limits = [int(limit) for limit in limits if limit is not None]
+        sizes = pd.to_numeric(group["eval_examples"], errors="coerce").dropna()
+        cut = bool(limits) and (not len(sizes) or sizes.min() >= min(limits))
+        entries.append(
+            Entry(
+                task=str(task),
+                model=str(model),
+                primary_metric=str(group["primary_metric"].iloc[0]),
+                metrics=estimates,
+                cost={column: _mean(group[column]) for column in COST_COLUMNS if column in group},
+                memory_mb=cuda if cuda is not None else rss,
+                memory_kind="CUDA" if cuda is not None else ("RSS" if rss is not None else None),
+                seeds=sorted(int(s) for s in group["seed"]),
+                cells=[
+                    (str(r.run_id), str(r.cell_id), int(r.seed))
+                    for r in group[["run_id", "cell_id", "seed"]].itertuples()
+                ],
+                eval_splits=_eval_splits(configs[0]) if configs else (),
+                eval_subset=max(limits) if cut else None,
+                mixed_configs=len({_settings_key(c) for c in configs}) > 1,
+            )
+        )
+    return entries
+
+
+@dataclass
+class GlueRow:
+    task_scores: dict[str, float | None] = field(default_factory=dict)
+    glue9: GlueScore | None = None
+    glue8: GlueScore | None = None
+
+
+def glue_row(metrics_by_task: Mapping[str, Mapping[str, float | None]]) -> GlueRow:
+    """GLUE-9 and GLUE-8 of one model from its (seed-averaged) metrics per task."""
+    scores = {task: glue_task_score(task, metrics_by_task.get(task, {})) for task in GLUE_TASKS}
+    return GlueRow(scores, glue_score(scores, GLUE_TASKS), glue_score(scores, GLUE_8_TASKS))

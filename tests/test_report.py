@@ -1,0 +1,366 @@
+"""`harness report`: leaderboards from a store of real tiny runs, checked as text and in a real browser."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from harness.config import CellSpec, ModelSpec, TrainingSettings, available_tasks, load_task
+from harness.report.references import BUILTIN_REFERENCES, load_references
+from harness.report.scores import GLUE_8_TASKS, glue_row, glue_score
+from harness.report.stats import paired_bootstrap, t_interval
+from harness.store import Store, load_records
+
+EVIL = "<img src=x onerror=alert(1)>"
+TASKS = ("sst2", "mrpc", "stsb")
+SEEDS = (0, 1)
+MODELS = (
+    ModelSpec(adapter="cnn", label="cnn", params={"embed_dim": 32, "num_filters": 16, "vocab_size": 2000}),
+    ModelSpec(
+        adapter="cnn",
+        label=EVIL,
+        params={"embed_dim": 16, "num_filters": 8, "kernel_sizes": [3], "vocab_size": 1000},
+    ),
+    ModelSpec(
+        adapter="hf",
+        label="tiny-bert",
+        params={
+            "config": {
+                "model_type": "bert",
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+            },
+            "vocab_size": 2000,
+        },
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory, data_dir) -> Path:
+    """3 models × 3 tasks × 2 seeds of real tiny runs, written the way the runner writes them."""
+    import torch
+
+    from harness.cell import run_cell
+
+    path = tmp_path_factory.mktemp("report-store") / "harness.db"
+    training = TrainingSettings(
+        epochs=1, batch_size=32, max_seq_length=48, max_train_examples=300, max_eval_examples=100
+    )
+    threads = torch.get_num_threads()
+    store = Store(path)
+    store.start_run("run-tiny", "tiny", "tiny.yaml", len(TASKS) * len(MODELS) * len(SEEDS))
+    try:
+        for name in TASKS:
+            task = load_task(available_tasks()[name])
+            for model in MODELS:
+                for seed in SEEDS:
+                    spec = CellSpec(
+                        suite="tiny",
+                        task=task,
+                        model=model,
+                        seed=seed,
+                        training=training,
+                        device="cpu",
+                        threads=1,
+                        data_dir=str(data_dir),
+                    )
+                    result = run_cell(spec, "run-tiny")
+                    store.write_cell(result.record, result.predictions)
+        store.finish_run("run-tiny", "ok")
+    finally:
+        store.close()
+        torch.set_num_threads(threads)
+    return path
+
+
+def harness(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=300, env=os.environ
+    )
+
+
+@pytest.fixture(scope="module")
+def report_dir(store_path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "tiny"
+    result = harness("report", "run-tiny", "--store", str(store_path), "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (out / "leaderboard.md").is_file() and (out / "index.html").is_file()
+    assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(
+        f"{task}-{kind}.json" for task in TASKS for kind in ("params", "throughput")
+    )
+    return out
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def table_after(markdown: str, heading: str) -> list[list[str]]:
+    """The first markdown table after `heading`, as rows of cells (header first, separator dropped)."""
+    lines = markdown[markdown.index(heading) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if not all(set(cell) <= set("-:") for cell in cells):
+            rows.append(cells)
+    return rows
+
+
+def md_label(label: str) -> str:
+    return re.sub(r"([\\`*_\[\]<>|~&$])", r"\\\1", label)
+
+
+def seed_values(records, task: str, model: str, metric: str) -> list[float]:
+    rows = records[(records.task == task) & (records.model == model)]
+    assert len(rows) == len(SEEDS)
+    return [float(v) for v in rows[f"metric.{metric}"] if not math.isnan(v)]
+
+
+def shown_interval(values: list[float]) -> str:
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return f"{mean:.1f}"
+    half = stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values))
+    return f"{mean:.1f} ± {half:.1f}"
+
+
+def test_markdown_numbers_equal_the_records(report_dir, store_path):
+    markdown = (report_dir / "leaderboard.md").read_text()
+    records = load_records(store_path)
+    assert md_label(EVIL) in markdown and not re.search(r"(?<!\\)<img", markdown)  # escaped for markdown
+    for section in (
+        "## Overview",
+        "## Per task",
+        "## Is the leader really ahead?",
+        "## Sources",
+        "## Provenance",
+    ):
+        assert section in markdown
+
+    overview = table_after(markdown, "## Overview")
+    header = overview[0]
+    assert header[:3] == ["Model", "GLUE-9", "GLUE-8"]
+    assert "SST-2 (accuracy)" in header and "MRPC (f1)" in header and "STS-B (pearson)" in header
+    rows = {row[0]: dict(zip(header, row, strict=True)) for row in overview[1:]}
+    for model in MODELS:
+        label = model.display_label
+        row = rows[md_label(label)]
+        means = {
+            (task, metric): float(np.mean(seed_values(records, task, label, metric)))
+            for task, metric in [
+                ("sst2", "accuracy"),
+                ("mrpc", "f1"),
+                ("mrpc", "accuracy"),
+                ("stsb", "pearson"),
+                ("stsb", "spearmanr"),
+            ]
+        }
+        assert row["SST-2 (accuracy)"] == f"{means['sst2', 'accuracy']:.1f}"
+        assert row["MRPC (f1)"] == f"{means['mrpc', 'f1']:.1f}"
+        assert row["STS-B (pearson)"] == f"{means['stsb', 'pearson']:.1f}"
+        glue = np.mean(
+            [
+                means["sst2", "accuracy"],
+                (means["mrpc", "f1"] + means["mrpc", "accuracy"]) / 2,
+                (means["stsb", "pearson"] + means["stsb", "spearmanr"]) / 2,
+            ]
+        )
+        assert row["GLUE-9"] == f"{glue:.1f} (partial: 3/9, missing cola, qqp, mnli, qnli, rte, wnli)"
+        assert row["GLUE-8"] == f"{glue:.1f} (partial: 3/8, missing cola, qqp, mnli, qnli, rte)"
+
+    # the published rows are there and marked; the BiLSTM's GLUE score is complete, not partial
+    bilstm = next(row for name, row in rows.items() if name.startswith("BiLSTM"))
+    assert "_(not run here)_" in next(name for name in rows if name.startswith("BiLSTM"))
+    assert bilstm["GLUE-9"].startswith("66.7") and "partial" not in bilstm["GLUE-9"]
+    assert bilstm["SST-2 (accuracy)"] == "87.5"
+
+    # per task: mean ± t-interval per metric, n seeds, ranks, cost figures
+    titles = {"sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B"}
+    for task, metrics in {
+        "sst2": ["accuracy"],
+        "mrpc": ["f1", "accuracy"],
+        "stsb": ["pearson", "spearmanr"],
+    }.items():
+        table = table_after(markdown, f"### {titles[task]} ({task})")
+        header = table[0]
+        assert header[:3] == ["Rank", "Model", "n"] and header[3 : 3 + len(metrics)] == metrics
+        ours = {row[1]: dict(zip(header, row, strict=True)) for row in table[1:] if row[0] != "—"}
+        assert set(ours) == {md_label(m.display_label) for m in MODELS}
+        for model in MODELS:
+            row = ours[md_label(model.display_label)]
+            assert row["n"] == str(len(SEEDS))
+            for metric in metrics:
+                assert row[metric] == shown_interval(seed_values(records, task, model.display_label, metric))
+            rate = records[(records.task == task) & (records.model == model.display_label)][
+                "infer_examples_per_s"
+            ].mean()
+            assert row["infer ex/s"] == (f"{rate:,.0f}" if rate >= 100 else f"{rate:,.1f}")
+            assert row["peak mem MB"].endswith("(RSS)")
+        ranks = [row["Rank"] for row in ours.values()]
+        assert sorted(ranks) in (["1", "2", "3"], ["3", "=1", "=1"])
+        assert any(row[0] == "—" and "_(not run here)_" in row[1] for row in table[1:])
+
+    leader = table_after(markdown, "## Is the leader really ahead?")
+    assert [row[0] for row in leader[1:]] == ["SST-2", "MRPC", "STS-B"]
+    for row in leader[1:]:
+        p = float(row[6].replace("< ", ""))
+        assert 0 < p <= 1 and row[7] in ("ahead", "tied (=1)")
+        assert row[7] == ("ahead" if p < 0.05 else "tied (=1)")
+    assert "run-tiny" in markdown and "torch" in markdown.split("## Provenance")[1]
+
+
+# --------------------------------------------------------------------------- scores and statistics
+
+
+def test_glue_score_reproduces_the_glue_papers_bilstm_average():
+    references = [r for r in load_references(BUILTIN_REFERENCES) if r.model.startswith("BiLSTM (GLUE")]
+    dev: dict[str, dict[str, float]] = {}
+    for reference in references:
+        if reference.split == "validation" and reference.task != "glue":
+            dev.setdefault(reference.task, {})[reference.metric] = reference.value
+    row = glue_row(dev)
+    published = next(r.value for r in references if r.metric == "glue_score")
+    # (17.6 + 87.5 + (85.1+77.9)/2 + (82.0+85.3)/2 + (71.6+72.0)/2 + 66.7 + 77.0 + 58.5 + 56.3) / 9 = 66.73
+    assert not row.glue9.partial and row.glue9.present == tuple(row.task_scores)
+    assert abs(row.glue9.value - published) <= 0.1 and f"{row.glue9.value:.1f}" == "66.7"
+    assert f"{row.glue8.value:.1f}" == "68.0" and not row.glue8.partial  # without WNLI
+
+
+def test_partial_glue_score_is_marked():
+    scores = {"cola": 30.0, "sst2": 90.0, "mrpc": 80.0, "stsb": 70.0, "rte": 60.0, "wnli": 50.0}
+    partial = glue_score(scores, GLUE_8_TASKS)
+    assert partial.partial and partial.value == pytest.approx(66.0)
+    assert partial.note == "partial: 5/8, missing qqp, mnli, qnli"
+
+
+def test_t_interval_and_paired_bootstrap():
+    values = [80.0, 82.0, 84.0]
+    estimate = t_interval(values + [float("nan")])
+    assert estimate.n == 3 and estimate.mean == pytest.approx(82.0)
+    assert estimate.half_width == pytest.approx(stats.t.ppf(0.975, 2) * 2.0 / math.sqrt(3))
+    assert t_interval([70.0]).half_width is None
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    good = [np.where(rng.random(400) < 0.9, labels, 1 - labels) for _ in range(2)]
+    poor = [np.where(rng.random(400) < 0.6, labels, 1 - labels) for _ in range(2)]
+    ahead = paired_bootstrap("accuracy", labels, good, poor, resamples=500)
+    assert ahead.p_value < 0.01 and ahead.low > 0
+    assert ahead.delta == pytest.approx(
+        100 * (np.mean([(g == labels).mean() for g in good]) - np.mean([(p == labels).mean() for p in poor]))
+    )
+    same = paired_bootstrap("f1", labels, good, good, resamples=200)
+    assert same.delta == 0 and same.p_value == 1.0
+    scores = rng.random(300) * 5
+    noisy = [scores + rng.normal(0, s, 300) for s in (0.5, 0.6)]
+    assert paired_bootstrap("spearmanr", scores, noisy, [rng.random(300)], resamples=200).p_value < 0.01
+
+
+def test_report_of_an_unknown_run_is_one_line_and_exit_2(store_path, tmp_path):
+    result = harness("report", "no-such-run", "--store", str(store_path), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "no run 'no-such-run'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- the page in a browser
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def column_values(page, table: str, column: int) -> list[tuple[float, str]]:
+    """(sort value, model) of the rows of `table` that have a value in `column`, in page order."""
+    return [
+        (float(value), model)
+        for value, model in page.eval_on_selector(
+            table,
+            f"t => Array.from(t.tBodies[0].rows).map(r => [r.cells[{column}].getAttribute('data-sort'), "
+            "r.cells[1].innerText.trim()])",
+        )
+        if value != ""
+    ]
+
+
+def test_html_page_in_a_real_browser(report_dir, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).is_file():
+        pytest.skip("no chromium (apt-get install chromium)")
+    url = (report_dir / "index.html").resolve().as_uri()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            for name, viewport in (
+                ("desktop", {"width": 1366, "height": 900}),
+                ("phone", {"width": 390, "height": 844}),
+            ):
+                page = browser.new_page(viewport=viewport)
+                problems, requests, dialogs = [], [], []
+                page.on("console", lambda m, p=problems: p.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e, p=problems: p.append(str(e)))
+                page.on("request", lambda r, q=requests: q.append(r.url))
+                page.on("dialog", lambda d, q=dialogs: (q.append(d.message), d.dismiss()))
+                page.goto(url)
+                page.wait_for_selector('[data-figure="fig-0-throughput"] .scatterlayer .point')
+                page.screenshot(path=str(tmp_path / f"report-{name}.png"), full_page=True)
+
+                assert problems == []
+                assert [u for u in requests if u != url and not u.startswith("data:")] == []
+                # the hostile label is text, and ran nothing
+                assert EVIL in page.evaluate("document.body.innerText")
+                assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
+                assert dialogs == []
+                # one point per model in the first task's throughput plot
+                points = page.locator('[data-figure="fig-0-throughput"] .scatterlayer .point').count()
+                traces = page.evaluate(
+                    "document.querySelector('[data-figure=\"fig-0-throughput\"]').data"
+                    ".filter(t => t.mode === 'markers').map(t => t.x.length)"
+                )
+                assert points == len(MODELS) and traces == [1] * len(MODELS)
+                if name == "phone":  # nothing wider than the screen but the scrolling tables
+                    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+                    continue
+
+                # sorting: click "infer ex/s" of the first task's table, ascending then descending
+                table = "#task-0 table"
+                headers = page.eval_on_selector_all(f"{table} thead th", "hs => hs.map(h => h.textContent)")
+                column = headers.index("infer ex/s")
+                before = column_values(page, table, column)
+                assert sorted(model for _, model in before) == sorted(m.display_label for m in MODELS)
+                page.click(f"{table} thead th:nth-child({column + 1})")
+                assert column_values(page, table, column) == sorted(before)
+                page.click(f"{table} thead th:nth-child({column + 1})")
+                assert column_values(page, table, column) == sorted(before, reverse=True)
+
+                # the task filter shows one task's section
+                page.click('.filter button[data-filter="mrpc"]')
+                assert page.is_hidden('section.task[data-task="sst2"]')
+                assert page.is_visible('section.task[data-task="mrpc"]')
+                page.click('.filter button[data-filter=""]')
+                assert page.is_visible('section.task[data-task="sst2"]')
+                assert problems == [] and dialogs == []
+                page.close()
+        finally:
+            browser.close()
