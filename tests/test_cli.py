@@ -26,6 +26,7 @@ models:
     label: minilm
     params: {pretrained: sentence-transformers/all-MiniLM-L6-v2}
     training: {learning_rate: 1.0e-4, epochs: 3}
+    task_training: {sst2: {max_train_examples: 480, max_eval_examples: 200}}
   - adapter: hf
     label: tiny-bert
     params:
@@ -73,7 +74,9 @@ def test_run_trains_every_cell_and_stores_records(tiny_run):
             row["task"]
         ]
         assert set(row["metrics"]) == expected
-        assert row["train_examples"] == 160 and row["eval_examples"] == 64
+        fine_tuned_on_more = row["task"] == "sst2" and row["model"] == "minilm"
+        assert row["train_examples"] == (480 if fine_tuned_on_more else 160)
+        assert row["eval_examples"] == (200 if fine_tuned_on_more else 64)
         assert row["train_examples_per_s"] > 0 and row["infer_examples_per_s"] > 0
         assert row["params_total"] > 0 and row["peak_rss_mb"] > 100
         assert row["cuda_peak_allocated_mb"] is None or math.isnan(row["cuda_peak_allocated_mb"])
@@ -82,9 +85,9 @@ def test_run_trains_every_cell_and_stores_records(tiny_run):
         predictions = pd.read_parquet(
             store.parent / "runs" / row["run_id"] / "predictions" / f"{row['cell_id']}.parquet"
         )
-        assert len(predictions) == 64
+        assert len(predictions) == row["eval_examples"]
     accuracies = records[records.task == "sst2"].set_index("model")["metric.accuracy"]
-    assert accuracies["minilm"] > 65  # pretrained MiniLM learns SST-2 even from 160 sentences
+    assert accuracies["minilm"] > 62  # pretrained MiniLM learns SST-2 from 480 sentences (chance ≈ 50 ± 3.5)
     minilm = records[(records.task == "stsb") & (records.model == "minilm")].iloc[0]
     assert minilm["metric.pearson"] > 20  # regression head and MSE loss work
 
