@@ -38,22 +38,17 @@ def cache_dir() -> Path:
 def _train(texts: list[str], settings: VocabSettings):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
-    if settings.tokenization == "wordpiece":
-        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=settings.vocab_size,
-            min_frequency=settings.min_frequency,
-            special_tokens=SPECIAL_TOKENS,
-            show_progress=False,
-        )
-    else:
-        tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-        trainer = trainers.WordLevelTrainer(
-            vocab_size=settings.vocab_size,
-            min_frequency=settings.min_frequency,
-            special_tokens=SPECIAL_TOKENS,
-            show_progress=False,
-        )
+    model, trainer_class = {
+        "wordpiece": (models.WordPiece, trainers.WordPieceTrainer),
+        "word": (models.WordLevel, trainers.WordLevelTrainer),
+    }[settings.tokenization]
+    tokenizer = Tokenizer(model(unk_token="[UNK]"))
+    trainer = trainer_class(
+        vocab_size=settings.vocab_size,
+        min_frequency=settings.min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+    )
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=settings.lowercase)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.train_from_iterator(texts, trainer=trainer)
