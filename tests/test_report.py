@@ -304,10 +304,10 @@ def column_values(page, table: str, column: int) -> list[tuple[float, str]]:
 
 
 def test_html_page_in_a_real_browser(report_dir, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    from playwright import sync_api  # the `test` extra installs it; .ci/run installs chromium
+
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).is_file():
-        pytest.skip("no chromium (apt-get install chromium)")
+    assert Path(chromium).is_file(), "no chromium: apt-get install chromium (.ci/run does)"
     url = (report_dir / "index.html").resolve().as_uri()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
