@@ -181,13 +181,7 @@ class Store:
         frame["metrics"] = frame["metrics"].map(
             lambda metrics: {k: float("nan") if v is None else v for k, v in metrics.items()}
         )
-        metric_columns = pd.DataFrame(
-            [
-                {k: (float("nan") if v is None else v) for k, v in m.items()}
-                for m in frame["metrics"]
-            ],
-            index=frame.index,
-        )
+        metric_columns = pd.DataFrame(list(frame["metrics"]), index=frame.index)
         return pd.concat([frame, metric_columns.add_prefix("metric.")], axis=1)
 
     def predictions(self, run_id: str, cell_id: str) -> pd.DataFrame:
