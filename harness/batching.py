@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,8 +36,14 @@ class Encoded:
         return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self))
 
 
-def encode(tokenizer, examples: Examples, max_length: int) -> Encoded:
-    """Tokenize once, truncated to `max_length`, unpadded."""
+def encode(
+    tokenizer,
+    examples: Examples,
+    max_length: int,
+    truncation_side: Literal["right", "left"] = "right",
+) -> Encoded:
+    """Tokenize once, truncated to `max_length` by cutting `truncation_side`, unpadded."""
+    tokenizer.truncation_side = truncation_side
     out = tokenizer(
         examples.text_a,
         examples.text_b,

@@ -94,11 +94,10 @@ def run_cell(
     data = load_task_data(task, settings, spec.data_dir)
     adapter = get_adapter(spec.model)
     tokenizer = adapter.tokenizer(data.train, settings)
-    train_enc = encode(tokenizer, data.train, settings.max_seq_length)
-    holdout_enc = encode(tokenizer, data.holdout, settings.max_seq_length) if data.holdout else None
-    eval_enc = {
-        name: encode(tokenizer, rows, settings.max_seq_length) for name, rows in data.eval.items()
-    }
+    cut = (settings.max_seq_length, settings.truncation_side)
+    train_enc = encode(tokenizer, data.train, *cut)
+    holdout_enc = encode(tokenizer, data.holdout, *cut) if data.holdout else None
+    eval_enc = {name: encode(tokenizer, rows, *cut) for name, rows in data.eval.items()}
 
     seed_everything(spec.seed)
     info = TaskInfo(

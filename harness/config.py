@@ -110,6 +110,11 @@ class TrainingSettings(Strict):
     warmup_ratio: float = Field(default=0.06, ge=0, lt=1)
     max_grad_norm: float | None = Field(default=1.0, gt=0)
     max_seq_length: int = Field(default=128, ge=8)
+    truncation_side: Literal["right", "left"] = Field(
+        default="right",
+        description="which end of a too-long text is cut: `left` keeps the end, where a "
+        "review's verdict usually is (Keras `pad_sequences` truncates that way by default)",
+    )
     max_train_examples: int | None = Field(default=None, ge=1)
     max_eval_examples: int | None = Field(default=None, ge=1)
     early_stopping_patience: int | None = Field(

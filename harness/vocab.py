@@ -28,6 +28,10 @@ class VocabSettings(BaseModel):
     tokenization: Literal["wordpiece", "word"] = "wordpiece"
     lowercase: bool = True
     min_frequency: int = Field(default=2, ge=1)
+    strip_html_breaks: bool = Field(
+        default=True,
+        description="read `<br />` (IMDb's line breaks) as a space, not as four word pieces",
+    )
 
 
 def cache_dir() -> Path:
@@ -36,7 +40,15 @@ def cache_dir() -> Path:
 
 
 def _train(texts: list[str], settings: VocabSettings):
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
 
     model, trainer_class = {
         "wordpiece": (models.WordPiece, trainers.WordPieceTrainer),
@@ -49,7 +61,10 @@ def _train(texts: list[str], settings: VocabSettings):
         special_tokens=SPECIAL_TOKENS,
         show_progress=False,
     )
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=settings.lowercase)
+    steps = [normalizers.BertNormalizer(lowercase=settings.lowercase)]
+    if settings.strip_html_breaks:
+        steps.insert(0, normalizers.Replace(Regex(r"<br\s*/?>"), " "))
+    tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.train_from_iterator(texts, trainer=trainer)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")

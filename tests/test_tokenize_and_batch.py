@@ -82,3 +82,25 @@ def test_collate_pads_to_the_longest_row(data_dir):
     assert batch["input_ids"].shape == (len(batch_rows), width)
     assert batch["attention_mask"].sum(1).tolist() == encoded.lengths[batch_rows].tolist()
     assert (batch["input_ids"][batch["attention_mask"] == 0] == tokenizer.pad_token_id).all()
+
+
+def test_imdb_line_breaks_are_not_tokens_and_left_truncation_keeps_the_end(data_dir):
+    data = _data("imdb", data_dir, 300)
+    rows = data.train.take(np.arange(50))
+    with_breaks = [i for i, text in enumerate(rows.text_a) if "<br />" in text]
+    assert with_breaks, "IMDb reviews carry <br /> line breaks"
+    tokenizer = vocab_tokenizer(
+        data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=3000)
+    )
+    full = encode(tokenizer, rows, max_length=4096)
+    for i in with_breaks:
+        tokens = " ".join(tokenizer.convert_ids_to_tokens(full.input_ids[i]))
+        assert "< br / >" not in tokens and "br /" not in tokens
+    kept_end = encode(tokenizer, rows, max_length=64, truncation_side="left")
+    kept_start = encode(tokenizer, rows, max_length=64, truncation_side="right")
+    long_rows = [i for i in range(len(rows)) if full.lengths[i] > 64]
+    assert long_rows
+    for i in long_rows:
+        body = full.input_ids[i][1:-1]  # without [CLS] ... [SEP]
+        assert kept_end.input_ids[i][1:-1] == body[-62:]
+        assert kept_start.input_ids[i][1:-1] == body[:62]
