@@ -19,11 +19,11 @@ import pandas as pd
 import torch
 
 from harness import measure
-from harness.batching import encode
+from harness.batching import Encoded, encode
 from harness.config import CellSpec
 from harness.models.registry import TaskInfo, get_adapter
 from harness.record import CellRecord
-from harness.tasks.data import load_task_data
+from harness.tasks.data import Examples, load_task_data
 from harness.tasks.metrics import compute_metrics
 from harness.train import Progress, predict, to_predictions, train
 
@@ -94,10 +94,13 @@ def run_cell(
     data = load_task_data(task, settings, spec.data_dir)
     adapter = get_adapter(spec.model)
     tokenizer = adapter.tokenizer(data.train, settings)
-    cut = (settings.max_seq_length, settings.truncation_side)
-    train_enc = encode(tokenizer, data.train, *cut)
-    holdout_enc = encode(tokenizer, data.holdout, *cut) if data.holdout else None
-    eval_enc = {name: encode(tokenizer, rows, *cut) for name, rows in data.eval.items()}
+
+    def encode_rows(rows: Examples) -> Encoded:
+        return encode(tokenizer, rows, settings.max_seq_length, settings.truncation_side)
+
+    train_enc = encode_rows(data.train)
+    holdout_enc = encode_rows(data.holdout) if data.holdout else None
+    eval_enc = {name: encode_rows(rows) for name, rows in data.eval.items()}
 
     seed_everything(spec.seed)
     info = TaskInfo(
