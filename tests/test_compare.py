@@ -20,8 +20,11 @@ SEEDS = range(6)
 
 
 def _cells(data_dir, train_examples: int, label: str, seeds) -> list[CellSpec]:
+    # 4 epochs: with 2 the healthy model sat near chance (~54%) on some vocabulary draws
+    # (WordPiece training is not deterministic, huggingface/tokenizers#1794), and the
+    # damaged model's drop was then too small to be significant.
     training = TrainingSettings(
-        epochs=2, max_seq_length=48, max_train_examples=train_examples, learning_rate=2e-3, batch_size=32
+        epochs=4, max_seq_length=48, max_train_examples=train_examples, learning_rate=2e-3, batch_size=32
     )
     model = ModelSpec(
         adapter="cnn", label=label, params={"embed_dim": 32, "num_filters": 16, "vocab_size": 3000}
