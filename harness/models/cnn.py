@@ -1,6 +1,6 @@
 """A 1D convolutional text classifier (Kim 2014; the sequential-CNN lecture).
 
-embedding → parallel 1D convolutions of several widths → ReLU → max over time
+embedding → dropout → parallel 1D convolutions of several widths → ReLU → max over time
 → concatenate → dropout → linear classifier.
 
 Padding invariance: convolutions run with `width - 1` zeros on both sides
@@ -23,7 +23,14 @@ class CNNParams(ScratchParams):
     embed_dim: int = Field(default=128, ge=1)
     num_filters: int = Field(default=100, ge=1, description="feature maps per kernel width")
     kernel_sizes: list[int] = Field(default=[3, 4, 5], min_length=1)
-    dropout: float = Field(default=0.5, ge=0, lt=1)
+    dropout: float = Field(default=0.5, ge=0, lt=1, description="on the pooled features")
+    embed_dropout: float = Field(
+        default=0.4,
+        ge=0,
+        lt=1,
+        description="on the embedded tokens, before the convolutions: a 20k × 128 embedding "
+        "over-fits SST-2 and IMDb without it (the Keras IMDb CNN uses 0.2)",
+    )
 
 
 class TextCNN(nn.Module):
@@ -37,11 +44,12 @@ class TextCNN(nn.Module):
             nn.Conv1d(params.embed_dim, params.num_filters, k, padding=k - 1)
             for k in params.kernel_sizes
         )
+        self.embed_dropout = nn.Dropout(params.embed_dropout)
         self.dropout = nn.Dropout(params.dropout)
         self.head = nn.Linear(params.num_filters * len(params.kernel_sizes), info.num_labels)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = self.embed(batch).transpose(1, 2)  # (B, D, T)
+        x = self.embed_dropout(self.embed(batch)).transpose(1, 2)  # (B, D, T); pads stay 0
         lengths = batch["attention_mask"].sum(dim=1)  # (B,)
         pooled = []
         for conv in self.convs:
