@@ -210,6 +210,7 @@ def test_markdown_numbers_equal_the_records(report_dir, store_path):
             ].mean()
             assert row["infer ex/s"] == (f"{rate:,.0f}" if rate >= 100 else f"{rate:,.1f}")
             assert row["peak mem MB"].endswith("(RSS)")
+            assert row["trained on"] == "300 × 1"  # max_train_examples × epochs of the fixture
         ranks = [row["Rank"] for row in ours.values()]
         assert sorted(ranks) in (["1", "2", "3"], ["3", "=1", "=1"])
         assert any(row[0] == "—" and "_(not run here)_" in row[1] for row in table[1:])

@@ -83,6 +83,20 @@ def si(value) -> str:
     return f"{value:.0f}"
 
 
+def trained_on(entry) -> str:
+    """`4,000 × 3`: training rows × epochs, so that differently capped models read as such."""
+    if entry.train_examples is None:
+        return ""
+    return f"{entry.train_examples:,} × {entry.epochs}" if entry.epochs else f"{entry.train_examples:,}"
+
+
+def trained_key(entry) -> str:
+    """Sort by examples seen in training (rows × epochs)."""
+    if entry.train_examples is None:
+        return ""
+    return sort_key(entry.train_examples * (entry.epochs or 1))
+
+
 def p_value(value) -> str:
     if not _present(value):
         return ""
@@ -112,6 +126,8 @@ FILTERS = {
     "megabytes": megabytes,
     "si": si,
     "p_value": p_value,
+    "trained_on": trained_on,
+    "trained_key": trained_key,
     "signed": signed,
     "sort_key": sort_key,
     "rank_key": rank_key,

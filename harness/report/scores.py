@@ -111,6 +111,8 @@ class Entry:
     cells: list[tuple[str, str, int]]  # (run_id, cell_id, seed)
     eval_splits: tuple[str, ...]  # the dataset splits evaluated, e.g. ("validation",)
     eval_subset: int | None = None  # max_eval_examples when the evaluation was a subset
+    train_examples: int | None = None  # training rows per epoch (the most over seeds)
+    epochs: int | None = None  # epochs trained (the most over seeds)
     mixed_configs: bool = False  # seeds pooled from differing model/training settings
     rank: str = ""  # filled in by the leader test, e.g. "1", "=1", "3"
 
@@ -125,6 +127,11 @@ class Entry:
 def _mean(series: pd.Series) -> float | None:
     values = pd.to_numeric(series, errors="coerce").dropna()
     return float(values.mean()) if len(values) else None
+
+
+def _most(series: pd.Series) -> int | None:
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    return int(values.max()) if len(values) else None
 
 
 def _eval_splits(config: dict) -> tuple[str, ...]:
@@ -174,6 +181,8 @@ def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | No
                 ],
                 eval_splits=_eval_splits(configs[0]) if configs else (),
                 eval_subset=max(limits) if cut else None,
+                train_examples=_most(group["train_examples"]) if "train_examples" in group else None,
+                epochs=_most(group["epochs"]) if "epochs" in group else None,
                 mixed_configs=len({_settings_key(c) for c in configs}) > 1,
             )
         )
