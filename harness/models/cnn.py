@@ -1,6 +1,6 @@
 """A 1D convolutional text classifier (Kim 2014; the sequential-CNN lecture).
 
-embedding → dropout → parallel 1D convolutions of several widths → ReLU → max over time
+embedding → (dropout) → parallel 1D convolutions of several widths → ReLU → max over time
 → concatenate → dropout → linear classifier.
 
 Padding invariance: convolutions run with `width - 1` zeros on both sides
@@ -24,12 +24,11 @@ class CNNParams(ScratchParams):
     num_filters: int = Field(default=100, ge=1, description="feature maps per kernel width")
     kernel_sizes: list[int] = Field(default=[3, 4, 5], min_length=1)
     dropout: float = Field(default=0.5, ge=0, lt=1, description="on the pooled features")
+    # Off by default. Measured on full data, one seed: 0.4 moved SST-2 dev from 78.6 to
+    # 80.7 but IMDb test from 85.6 to 79.7. A likely cause: in training, the max over 400
+    # positions of noisy features runs higher than the max over clean ones at evaluation.
     embed_dropout: float = Field(
-        default=0.4,
-        ge=0,
-        lt=1,
-        description="on the embedded tokens, before the convolutions: a 20k × 128 embedding "
-        "over-fits SST-2 and IMDb without it (the Keras IMDb CNN uses 0.2)",
+        default=0.0, ge=0, lt=1, description="on the embedded tokens, before the convolutions"
     )
 
 
