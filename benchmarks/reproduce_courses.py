@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:  # the runner has stored the finished cells and said how to resume
+            return 130
 
     records = load_records(store, [run_id])
     table, missed = markdown_table(records, models)

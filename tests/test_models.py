@@ -196,6 +196,24 @@ def test_padding_does_not_change_the_logits(name, is_pair, sst2, tokenizer):
     torch.testing.assert_close(alone, logits_tight[[0, 5]], atol=1e-5, rtol=0)
 
 
+def test_cnn_embedding_dropout_noises_training_only(sst2, tokenizer):
+    """`embed_dropout` drops its share of real embedding entries in training, none at evaluation,
+    and padding stays zero (so the max over time still ignores it)."""
+    encoded = encode(tokenizer, sst2.train.take(np.arange(32)), MAX_LEN)
+    batch = pad_to(collate(encoded, np.arange(32)), MAX_LEN, tokenizer.pad_token_id)
+    real = batch["attention_mask"].bool()  # (B, T)
+    model = build(ModelSpec(adapter="cnn", params={"embed_dropout": 0.4}), tokenizer)
+    seen: list[torch.Tensor] = []
+    model.convs[0].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    with torch.no_grad():
+        model.train()(batch)
+        model.eval()(batch)
+    for conv_input, share in zip(seen, (0.4, 0.0), strict=True):
+        x = conv_input.transpose(1, 2)  # (B, T, D)
+        assert (x[~real] == 0).all()
+        assert (x[real] == 0).float().mean().item() == pytest.approx(share, abs=0.02)
+
+
 # ----------------------------------------------------------------------------- capacity
 
 OVERFIT = {  # model → (learning rate, steps): full-batch steps on the same 32 sentences
