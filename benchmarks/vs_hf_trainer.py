@@ -188,26 +188,25 @@ def main() -> None:
         max_train_examples=args.train_examples,
         max_eval_examples=args.eval_examples,
     )
-    runs: list[tuple[int, dict, dict]] = []
+    trainers: list[dict] = []  # one result per seed, in the order of args.seeds
+    harnesses: list[dict] = []
     for seed in args.seeds:
-        harness = run_harness(task, settings, seed, args)
-        trainer = run_trainer(task, settings, seed, args)
-        for side in (harness, trainer):
+        harnesses.append(run_harness(task, settings, seed, args))
+        trainers.append(run_trainer(task, settings, seed, args))
+        for side in (harnesses[-1], trainers[-1]):
             print(f"seed {seed}, {side['side']}: {side['wall_seconds']:.1f} s wall", flush=True)
-        runs.append((seed, trainer, harness))
 
-    def mean(side: int, key: str) -> float:
-        return statistics.fmean(run[side][key] for run in runs)
+    def mean(runs: list[dict], key: str) -> float:
+        return statistics.fmean(run[key] for run in runs)
 
-    def spread(side: int, key: str) -> str:
-        values = [run[side][key] for run in runs]
-        return f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    def spread(runs: list[dict], key: str) -> str:
+        return f" ± {statistics.stdev(run[key] for run in runs):.2f}" if len(runs) > 1 else ""
 
-    speedup = mean(1, "wall_seconds") / mean(2, "wall_seconds")
-    gap = mean(2, "accuracy") - mean(1, "accuracy")
+    speedup = mean(trainers, "wall_seconds") / mean(harnesses, "wall_seconds")
+    gap = mean(harnesses, "accuracy") - mean(trainers, "accuracy")
     verdict = "met" if speedup >= 3 and abs(gap) <= 1 else "NOT met"
     seeds = ", ".join(str(seed) for seed in args.seeds)
-    first_harness = runs[0][2]
+    first_harness = harnesses[0]
     lines = [
         "# Fine-tuning MiniLM-L6 on SST-2: harness vs transformers.Trainer (run_glue recipe)",
         "",
@@ -223,21 +222,22 @@ def main() -> None:
         "| side | seed | dev accuracy | train ex/s | train s | wall s |",
         "|---|---|---|---|---|---|",
     ]
-    for seed, trainer, harness in runs:
+    for seed, trainer, harness in zip(args.seeds, trainers, harnesses, strict=True):
         for side in (trainer, harness):
             lines.append(
                 f"| {side['side']} | {seed} | {side['accuracy']:.2f} | "
                 f"{side['train_examples_per_s']:.1f} | {side['train_seconds']:.1f} | "
                 f"{side['wall_seconds']:.1f} |"
             )
-    if len(runs) > 1:
-        for index, name in ((1, runs[0][1]["side"]), (2, first_harness["side"])):
+    if len(args.seeds) > 1:
+        for runs in (trainers, harnesses):
             lines.append(
-                f"| **{name}, mean ± sd** | all | {mean(index, 'accuracy'):.2f}{spread(index, 'accuracy')} | "
-                f"{mean(index, 'train_examples_per_s'):.1f} | {mean(index, 'train_seconds'):.1f} | "
-                f"{mean(index, 'wall_seconds'):.1f}{spread(index, 'wall_seconds')} |"
+                f"| **{runs[0]['side']}, mean ± sd** | all | "
+                f"{mean(runs, 'accuracy'):.2f}{spread(runs, 'accuracy')} | "
+                f"{mean(runs, 'train_examples_per_s'):.1f} | {mean(runs, 'train_seconds'):.1f} | "
+                f"{mean(runs, 'wall_seconds'):.1f}{spread(runs, 'wall_seconds')} |"
             )
-    steady = statistics.fmean(run[2]["steady_examples_per_s"] for run in runs)
+    steady = mean(harnesses, "steady_examples_per_s")
     lines += [
         "",
         "Train ex/s: training examples × epochs / training seconds (whole training, both sides). "
