@@ -8,6 +8,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,7 +70,15 @@ def test_a_damaged_model_is_a_regression(runs):
 
 
 def test_seed_noise_alone_is_not_a_regression(runs):
-    """Every split of six real seeds into halves: the false-alarm rate stays at or below alpha."""
+    """Every split of six real seeds into halves: only the most extreme splits may alarm.
+
+    The 20 splits are 10 partitions, each read in both directions, so they are not 20
+    independent trials: with a calibrated one-sided test at alpha = 0.05 the count of
+    alarms is 0, 1 or 2 (a simulation of 4,000 normal six-seed draws never gave 3, and gave
+    2 in 9% of them, so "at most 1" would be a flaky bar). An uncalibrated rule fails it:
+    alpha = 0.2 alarms on 3 or more splits in 98% of draws, "any drop beyond min_effect" in
+    nearly all.
+    """
     healthy = _records(runs, "healthy")
     assert healthy["metrics"].map(lambda m: m["accuracy"]).std() > 0  # there is noise to test against
     alarms = splits = 0
@@ -80,7 +89,29 @@ def test_seed_noise_alone_is_not_a_regression(runs):
         alarms += sum(r.verdict == "regression" for r in results)
         splits += 1
     assert splits == 20
-    assert alarms / splits <= 0.05
+    assert alarms <= 2
+
+
+def test_false_alarm_rate_on_seed_noise_shaped_like_the_real_seeds_is_at_most_alpha(runs):
+    """2,000 null comparisons of three seeds against three, drawn with the real runs' mean and
+    spread: the share called a regression stays within alpha plus three standard errors."""
+    healthy = _records(runs, "healthy")
+    accuracy = healthy["metrics"].map(lambda m: m["accuracy"])
+    mean, spread = float(accuracy.mean()), float(accuracy.std())
+    rng = np.random.default_rng(0)
+    draws, alpha = 2000, Thresholds().alpha
+
+    def side(values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"task": "sst2", "model": "cnn", "metrics": [{"accuracy": float(v)} for v in values]}
+        )
+
+    alarms = 0
+    for _ in range(draws):
+        values = rng.normal(mean, spread, size=6)
+        (result,) = compare(side(values[:3]), side(values[3:]), Thresholds(compare_cost=False))
+        alarms += result.verdict == "regression"
+    assert alarms / draws <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / draws)
 
 
 def test_minimum_detectable_effect_is_reported(runs):
