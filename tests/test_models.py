@@ -214,6 +214,20 @@ def test_cnn_embedding_dropout_noises_training_only(sst2, tokenizer):
         assert (x[real] == 0).float().mean().item() == pytest.approx(share, abs=0.02)
 
 
+def test_cnn_embeddings_start_uniform_in_their_range_with_padding_at_zero(tokenizer):
+    """The cnn's token and segment tables start in ±0.05 (std 0.05/√3), the padding row at
+    zero; `embed_init_range: null` keeps PyTorch's N(0, 1)."""
+    model = build(ModelSpec(adapter="cnn"), tokenizer, is_pair=True)
+    tokens, segments = model.embed.tokens.weight.detach(), model.embed.segments.weight.detach()
+    real = torch.cat([tokens[: tokenizer.pad_token_id], tokens[tokenizer.pad_token_id + 1 :]])
+    assert (tokens[tokenizer.pad_token_id] == 0).all()
+    assert real.abs().max().item() <= 0.05 and segments.abs().max().item() <= 0.05
+    assert real.std().item() == pytest.approx(0.05 / math.sqrt(3), rel=0.05)
+
+    default = build(ModelSpec(adapter="cnn", params={"embed_init_range": None}), tokenizer)
+    assert default.embed.tokens.weight.std().item() == pytest.approx(1.0, rel=0.05)
+
+
 # ----------------------------------------------------------------------------- capacity
 
 OVERFIT = {  # model → (learning rate, steps): full-batch steps on the same 32 sentences

@@ -29,12 +29,24 @@ class ScratchAdapter(Adapter):
 
 
 class InputEmbedding(nn.Module):
-    """Token embedding plus, for pair tasks, a segment embedding; padding rows are zero."""
+    """Token embedding plus, for pair tasks, a segment embedding; padding rows are zero.
 
-    def __init__(self, vocab_size: int, dim: int, pad_token_id: int, is_pair: bool):
+    `init_range` starts both tables uniform in ±init_range instead of PyTorch's N(0, 1).
+    Why it matters: Adam moves a weight by about the learning rate per step, so a 1e-3
+    step barely changes an N(0, 1) vector, and rare words stay near their random start.
+    """
+
+    def __init__(
+        self, vocab_size: int, dim: int, pad_token_id: int, is_pair: bool, init_range: float | None = None
+    ):
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, dim, padding_idx=pad_token_id)
         self.segments = nn.Embedding(2, dim) if is_pair else None
+        if init_range is not None:
+            for table in filter(None, (self.tokens, self.segments)):
+                nn.init.uniform_(table.weight, -init_range, init_range)
+            with torch.no_grad():
+                self.tokens.weight[pad_token_id].zero_()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self.tokens(batch["input_ids"])  # (B, T, D)
