@@ -66,13 +66,16 @@ def run(
     address: str = typer.Option(
         None, "--address", help="Ray cluster (auto | ray://host:port); default: a local cluster"
     ),
+    model: list[str] = typer.Option(
+        None, "--model", help="run only the cells of this model label (repeatable)"
+    ),
 ) -> None:
     """Run every cell (task × model × seed) of a suite and store one record per cell."""
     from harness.runner import run_suite
     from harness.store import load_records
     from harness.tables import records_table
 
-    summary = run_suite(suite, store, console, data_dir, resume, executor.value, address)
+    summary = run_suite(suite, store, console, data_dir, resume, executor.value, address, model)
     records = load_records(store, [summary.run_id])
     console.print(records_table(records, f"run {summary.run_id}"))
     if summary.failed:

@@ -323,18 +323,20 @@ def load_suite(path: Path) -> Suite:
 
 
 def expand_cells(suite: Suite, suite_path: Path, data_dir: str | None = None) -> list[CellSpec]:
-    """Suite → cells (task × model × seed), each with its training settings resolved.
+    """Suite → cells (task × model × seed), each with its training settings and every
+    adapter parameter (defaults included) resolved.
 
     Validates everything a cell will need before any cell runs: tasks exist and
     parse, adapters exist and accept their parameters, overrides are valid.
     """
-    from harness.models.registry import validate_model_spec
+    from harness.models.registry import resolve_model_spec
 
-    for index, model in enumerate(suite.models):
-        validate_model_spec(model, suite_path, f"models.{index}")
+    models = [
+        resolve_model_spec(model, suite_path, f"models.{index}") for index, model in enumerate(suite.models)
+    ]
     tasks = [resolve_task(ref, suite_path, t_index) for t_index, ref in enumerate(suite.tasks)]
     task_names = {task.name for task in tasks}
-    for index, model in enumerate(suite.models):
+    for index, model in enumerate(models):
         for name in model.task_training:
             if name not in task_names:
                 raise InputError(
@@ -346,7 +348,7 @@ def expand_cells(suite: Suite, suite_path: Path, data_dir: str | None = None) ->
     cells = []
     for t_index, (ref, task) in enumerate(zip(suite.tasks, tasks, strict=True)):
         task_training = merged_training(suite.training, ref.training, suite_path, f"tasks.{t_index}.training")
-        for m_index, model in enumerate(suite.models):
+        for m_index, model in enumerate(models):
             training = merged_training(
                 task_training, model.training, suite_path, f"models.{m_index}.training"
             )

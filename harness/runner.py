@@ -54,6 +54,21 @@ def interruptible(outcomes, store: Store, run_id: str, console: Console):
         raise
 
 
+def select_models(cells: list[CellSpec], labels: list[str] | None, suite_path: Path) -> list[CellSpec]:
+    if not labels:
+        return cells
+    known = list(dict.fromkeys(cell.model.display_label for cell in cells))
+    for label in labels:
+        if label not in known:
+            raise InputError(
+                suite_path,
+                f"--model {label!r} is not a model of this suite",
+                f"use one of {', '.join(known)}",
+                "models",
+            )
+    return [cell for cell in cells if cell.model.display_label in labels]
+
+
 def run_suite(
     suite_path: Path,
     store_path: Path,
@@ -62,7 +77,10 @@ def run_suite(
     resume: bool = False,
     executor: str = "local",
     ray_address: str | None = None,
+    only_models: list[str] | None = None,
 ) -> RunSummary:
+    """Run the suite's cells, or with `only_models` the cells of those model labels (to redo
+    one model after changing it: with `resume`, into the suite's latest run)."""
     if data_dir is not None and not Path(data_dir).is_dir():
         raise InputError(
             data_dir,
@@ -70,14 +88,16 @@ def run_suite(
             "point it at a data mirror such as ../shared/data",
         )
     suite = load_suite(suite_path)
-    cells = expand_cells(suite, suite_path, data_dir)
+    all_cells = expand_cells(suite, suite_path, data_dir)
+    cells = select_models(all_cells, only_models, suite_path)
     execute = make_executor(executor, ray_address)
     store = Store(store_path)
     try:
-        run_id = (store.latest_run(suite.name) if resume else None) or new_run_id(suite.name)
+        resumed = store.latest_run(suite.name) if resume else None
+        run_id = resumed or new_run_id(suite.name)
         done = store.ok_hashes(run_id)
         todo = [cell for cell in cells if cell.config_hash not in done]
-        store.start_run(run_id, suite.name, str(suite_path), len(cells))
+        store.start_run(run_id, suite.name, str(suite_path), len(all_cells if resumed else cells))
         console.print(
             f"run [bold]{run_id}[/]: {len(cells)} cells"
             + (f", {len(cells) - len(todo)} already done" if resume else "")

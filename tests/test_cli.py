@@ -126,6 +126,7 @@ def test_list_and_export(tiny_run):
         (["run", "{dir}/nothere.yaml"], "file not found"),
         (["run", "{dir}/unknown_key.yaml"], "unknown key"),
         (["run", "{dir}/ok.yaml", "--data-dir", "{dir}/no-such-dir"], "--data-dir is not a folder"),
+        (["run", "{dir}/ok.yaml", "--model", "nobody"], "--model 'nobody' is not a model of this suite"),
         (["show", "no-such-run", "--store", "{dir}/store.db"], "no run 'no-such-run'"),
         (["show", "--store", "{dir}/missing.db"], "no results store"),
     ],
@@ -174,3 +175,23 @@ def test_failed_cells_are_recorded_and_resume_finishes_them(tmp_path, data_dir):
     records = load_records(store)
     assert records["run_id"].nunique() == 1 and set(records["status"]) == {"ok"}
     assert len(records) == 2
+
+
+def test_model_filter_runs_one_model_and_resume_adds_another_to_the_same_run(tmp_path):
+    suite = tmp_path / "pair.yaml"
+    suite.write_text(
+        "name: pair\ntasks: [sst2]\nmodels:\n"
+        "  - {adapter: cnn, label: narrow, params: {embed_dim: 16, num_filters: 8, vocab_size: 1000}}\n"
+        "  - {adapter: cnn, label: wide, params: {embed_dim: 16, num_filters: 32, vocab_size: 1000}}\n"
+        "training: {epochs: 1, max_seq_length: 64, max_train_examples: 100, max_eval_examples: 50}\n"
+    )
+    store = tmp_path / "harness.db"
+    first = harness("run", str(suite), "--store", str(store), "--model", "narrow")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert list(load_records(store)["model"]) == ["narrow"]
+
+    second = harness("run", str(suite), "--store", str(store), "--resume", "--model", "wide")
+    assert second.returncode == 0, second.stdout + second.stderr
+    records = load_records(store)
+    assert sorted(records["model"]) == ["narrow", "wide"] and records["run_id"].nunique() == 1
+

@@ -61,6 +61,22 @@ def test_expand_cells_with_overrides(tmp_path):
     assert len({cell.config_hash for cell in cells}) == len(cells)
 
 
+def test_cells_carry_every_adapter_parameter_so_a_changed_default_is_a_new_cell(tmp_path):
+    """Spelling a default out is the same cell (same hash); changing it is a different one, which
+    is how `--resume` notices that an adapter's default moved since a cell was stored."""
+
+    def cell(params: str):
+        path = tmp_path / "suite.yaml"
+        path.write_text(f"name: t\ntasks: [sst2]\nmodels: [{{adapter: cnn, params: {params}}}]\n")
+        (only,) = expand_cells(load_suite(path), path)
+        return only
+
+    implicit, spelled, changed = cell("{}"), cell("{embed_init_range: 0.05}"), cell("{embed_init_range: 1.0}")
+    assert implicit.model.params["embed_init_range"] == 0.05
+    assert implicit.model.params["kernel_sizes"] == [3, 4, 5] and implicit.model.params["vocab_size"] == 20000
+    assert implicit.config_hash == spelled.config_hash != changed.config_hash
+
+
 def _error(tmp_path, text: str) -> InputError:
     path = tmp_path / "bad.yaml"
     path.write_text(text)

@@ -97,9 +97,9 @@ def test_external_adapter_registers_through_the_entry_point_group(tmp_path, forg
 
         # a suite can name it and pass parameters; unknown ones are refused as for built-ins
         spec = ModelSpec(adapter=ADAPTER, params={"dim": 4})
-        registry.validate_model_spec(spec, "suite.yaml", "models.0")
+        registry.resolve_model_spec(spec, "suite.yaml", "models.0")
         with pytest.raises(Exception, match="unknown parameter"):
-            registry.validate_model_spec(ModelSpec(adapter=ADAPTER, params={"dims": 4}), "s.yaml", "m")
+            registry.resolve_model_spec(ModelSpec(adapter=ADAPTER, params={"dims": 4}), "s.yaml", "m")
 
         info = registry.TaskInfo(
             num_labels=3, is_pair=False, max_seq_length=16, vocab_size=50, pad_token_id=0

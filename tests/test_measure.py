@@ -217,7 +217,7 @@ def ballast_cells(tmp_path_factory, data_dir):
             label=f"ballast-{ballast_mb}",
             params={"ballast_mb": ballast_mb, "vocab_size": 500},
         )
-        registry.validate_model_spec(model, "test", "models.0")  # registered through the entry point
+        model = registry.resolve_model_spec(model, "test", "models.0")  # registered through the entry point
         return CellSpec(
             suite="measure-test",
             task=task,

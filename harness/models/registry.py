@@ -108,7 +108,10 @@ def get_adapter(spec: ModelSpec) -> Adapter:
     return cls(cls.Params.model_validate(spec.params))
 
 
-def validate_model_spec(spec: ModelSpec, where: Path | str, field: str) -> None:
+def resolve_model_spec(spec: ModelSpec, where: Path | str, field: str) -> ModelSpec:
+    """The spec with every adapter parameter spelled out, defaults included; a clear error if
+    the adapter or a parameter is unknown. Cells carry the resolved form, so their config
+    hash (what `--resume` trusts) changes when an adapter's default does."""
     adapters = load_adapters()
     if spec.adapter not in adapters:
         raise InputError(
@@ -118,7 +121,7 @@ def validate_model_spec(spec: ModelSpec, where: Path | str, field: str) -> None:
             f"{field}.adapter",
         )
     try:
-        adapters[spec.adapter].Params.model_validate(spec.params)
+        params = adapters[spec.adapter].Params.model_validate(spec.params)
     except ValidationError as error:
         first = error.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
@@ -127,3 +130,4 @@ def validate_model_spec(spec: ModelSpec, where: Path | str, field: str) -> None:
         raise InputError(
             where, problem, f"{spec.adapter} takes: {allowed}", f"{field}.params.{name}"
         ) from None
+    return spec.model_copy(update={"params": params.model_dump(mode="json")})
