@@ -11,6 +11,9 @@ SST-2 train wall time, each figure marked against its target.
     python benchmarks/reproduce_courses.py --resume                         # finish an interrupted run
     python benchmarks/reproduce_courses.py --table-only                     # the table of the latest run
     python benchmarks/reproduce_courses.py --max-train 200 --epochs 1       # a smoke run, ~2 minutes
+    python benchmarks/reproduce_courses.py --resume --model cnn --seeds 0 1 2   # more seeds of one model
+
+With several seeds a model's figures are the mean over them, its accuracy as mean ± sd.
 
 A smoke run (any of --max-train, --max-eval, --epochs) runs a copy of the suite
 named `reproduce-courses-smoke`, with those settings forced on every cell, into
@@ -59,13 +62,17 @@ def default_data_dir() -> str | None:
     return str(beside) if beside.is_dir() else None
 
 
-def smoke_suite(suite: Path, overrides: dict[str, int], folder: Path) -> Path:
-    """A copy of the suite with `overrides` forced on every cell (set at the model level, which wins)."""
+def suite_copy(suite: Path, overrides: dict[str, int], seeds: list[int] | None, folder: Path) -> Path:
+    """A copy of the suite with other seeds, or (a smoke suite, named apart) with `overrides`
+    forced on every cell (set at the model level, which wins)."""
     raw = yaml.safe_load(suite.read_text())
-    raw["name"] = f"{raw['name']}-smoke"
-    raw["description"] = f"smoke run of {suite.name}: {overrides}"
-    for model in raw["models"]:
-        model["training"] = {**model.get("training", {}), **overrides}
+    if seeds:
+        raw["seeds"] = seeds
+    if overrides:
+        raw["name"] = f"{raw['name']}-smoke"
+        raw["description"] = f"smoke run of {suite.name}: {overrides}"
+        for model in raw["models"]:
+            model["training"] = {**model.get("training", {}), **overrides}
     path = folder / suite.name
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -79,15 +86,17 @@ def fmt_minutes(seconds: float | None) -> str:
 
 
 def cell_figures(records: pd.DataFrame, task: str, model: str) -> tuple[float | None, float | None, str]:
-    """(mean accuracy, mean training seconds, note) over the seeds of one task × model."""
+    """(mean accuracy, mean training seconds, note) over the seeds of one task × model; with
+    several seeds the note is their count and the accuracy's standard deviation."""
     rows = records[(records.task == task) & (records.model == model)]
     ok = rows[rows.status == "ok"]
     if rows.empty:
         return None, None, "not run"
     if ok.empty:
         return None, None, "failed"
-    note = f"{len(ok)} seeds" if len(ok) > 1 else ""
-    return float(ok["metric.accuracy"].mean()), float(ok["train_seconds"].mean()), note
+    accuracy = ok["metric.accuracy"]
+    note = f"sd {accuracy.std():.2f}, {len(ok)} seeds" if len(ok) > 1 else ""
+    return float(accuracy.mean()), float(ok["train_seconds"].mean()), note
 
 
 def mark(ok: bool) -> str:
@@ -139,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         "--max-eval", type=int, help="smoke run: evaluation rows per task (default --max-train)"
     )
     parser.add_argument("--epochs", type=int, help="smoke run: epochs for every model")
+    parser.add_argument("--seeds", type=int, nargs="+", help="run these seeds instead of the suite's")
+    parser.add_argument("--model", action="append", help="run only this model label (repeatable)")
     parser.add_argument("--out", type=Path, help="also write the markdown table to this file")
     parser.add_argument("--check-targets", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -158,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     store = args.store or (SMOKE_STORE if overrides else STORE)
 
     with tempfile.TemporaryDirectory() as folder:
-        suite = smoke_suite(args.suite, overrides, Path(folder)) if overrides else args.suite
+        copy = overrides or args.seeds
+        suite = suite_copy(args.suite, overrides, args.seeds, Path(folder)) if copy else args.suite
         suite_name = yaml.safe_load(suite.read_text())["name"]
         models = [m.get("label") or m["adapter"] for m in yaml.safe_load(suite.read_text())["models"]]
         try:
@@ -170,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                     raise InputError(store, f"no run of suite {suite_name!r}", "run the benchmark first")
                 failed = 0
             else:
-                summary = run_suite(suite, store, console, args.data_dir, args.resume)
+                summary = run_suite(
+                    suite, store, console, args.data_dir, args.resume, only_models=args.model
+                )
                 run_id, failed = summary.run_id, summary.failed
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)
