@@ -31,8 +31,8 @@ class CNNParams(ScratchParams):
     embed_dropout: float = Field(
         default=0.0, ge=0, lt=1, description="on the embedded tokens, before the convolutions"
     )
-    # Keras' default embedding start. Measured on full SST-2, one seed: PyTorch's N(0, 1)
-    # start gave 78.6 dev accuracy, ±0.05 gave 83.0 (see InputEmbedding for why).
+    # Keras' default embedding start (see InputEmbedding for why it matters). Measured on
+    # full data, seed 0: N(0, 1) gave IMDb 85.6 and SST-2 78.6; ±0.05 gives 89.5 and 83.8.
     embed_init_range: float | None = Field(
         default=0.05, gt=0, description="embeddings start uniform in ±range; null: N(0, 1)"
     )
