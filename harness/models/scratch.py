@@ -43,7 +43,7 @@ class InputEmbedding(nn.Module):
         self.tokens = nn.Embedding(vocab_size, dim, padding_idx=pad_token_id)
         self.segments = nn.Embedding(2, dim) if is_pair else None
         if init_range is not None:
-            for table in filter(None, (self.tokens, self.segments)):
+            for table in (t for t in (self.tokens, self.segments) if t is not None):
                 nn.init.uniform_(table.weight, -init_range, init_range)
             with torch.no_grad():
                 self.tokens.weight[pad_token_id].zero_()
