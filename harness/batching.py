@@ -57,9 +57,7 @@ def encode(
     return Encoded(out["input_ids"], types, examples.labels, tokenizer.pad_token_id)
 
 
-def train_batches(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
-) -> list[np.ndarray]:
+def train_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(len(lengths))
     window = batch_size * GROUP_WINDOW
     batches = []

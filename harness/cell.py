@@ -12,7 +12,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
@@ -21,21 +20,18 @@ import torch
 from harness import measure
 from harness.batching import Encoded, encode
 from harness.config import CellSpec
+from harness.events import Progress
 from harness.models.registry import TaskInfo, get_adapter
-from harness.record import CellRecord
+from harness.record import CellRecord, now
 from harness.tasks.data import Examples, load_task_data
-from harness.tasks.metrics import compute_metrics
-from harness.train import Progress, predict, to_predictions, train
+from harness.tasks.metrics import compute_metrics, get_metric
+from harness.train import predict, to_predictions, train
 
 
 @dataclass
 class CellResult:
     record: CellRecord
     predictions: pd.DataFrame | None  # one row per evaluated example
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def pick_device(requested: str) -> torch.device:
@@ -62,29 +58,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def new_record(spec: CellSpec, run_id: str) -> CellRecord:
-    return CellRecord(
-        run_id=run_id,
-        cell_id=spec.cell_id,
-        suite=spec.suite,
-        task=spec.task.name,
-        model=spec.model.display_label,
-        adapter=spec.model.adapter,
-        seed=spec.seed,
-        config_hash=spec.config_hash,
-        primary_metric=spec.task.primary_metric,
-        config=spec.model_dump(mode="json"),
-        started_at=now(),
-    )
-
-
 def run_cell(
     spec: CellSpec, run_id: str, on_progress: Callable[[Progress], None] = lambda p: None
 ) -> CellResult:
     started = time.perf_counter()
     quiet_libraries()
     measure.reset_peak_rss()
-    record = new_record(spec, run_id)
+    record = CellRecord.for_spec(spec, run_id)
     if spec.threads:
         torch.set_num_threads(spec.threads)
     device = pick_device(spec.device)
@@ -92,8 +72,10 @@ def run_cell(
     task = spec.task
 
     data = load_task_data(task, settings, spec.data_dir)
+    check_metrics_fit(spec, data.num_labels)
     adapter = get_adapter(spec.model)
     tokenizer = adapter.tokenizer(data.train, settings)
+    record.notes += adapter.notes
 
     def encode_rows(rows: Examples) -> Encoded:
         return encode(tokenizer, rows, settings.max_seq_length, settings.truncation_side)
@@ -116,7 +98,7 @@ def run_cell(
         outputs = predict(trained, holdout_enc, settings.eval_batch_size, device, settings.amp)
         primary_base = task.primary_metric.removesuffix(f"_{next(iter(data.eval))}")
         metric = primary_base if primary_base in task.metrics else task.metrics[0]
-        return compute_metrics([metric], to_predictions(outputs), holdout_enc.labels)[metric]
+        return compute_metrics([metric], outputs, holdout_enc.labels)[metric]
 
     measure.reset_cuda_peaks(device)
     stats = train(
@@ -136,12 +118,10 @@ def run_cell(
     infer_rates = []
     for name, encoded in eval_enc.items():
         on_progress(Progress("eval", stats.epochs_run, settings.epochs, 0, 0))
-        outputs, rate = measure.timed_predict(
-            model, encoded, settings.eval_batch_size, device, settings.amp
-        )
+        outputs, rate = measure.timed_predict(model, encoded, settings.eval_batch_size, device, settings.amp)
         infer_rates.append(rate)
         predictions = to_predictions(outputs)
-        metrics.update(compute_metrics(task.metrics, predictions, encoded.labels, suffix=name))
+        metrics.update(compute_metrics(task.metrics, outputs, encoded.labels, suffix=name))
         frame = pd.DataFrame(
             {
                 "eval_split": name or task.splits.eval_splits()[name],
@@ -161,6 +141,7 @@ def run_cell(
     record.status = "ok"
     record.metrics = metrics
     record.primary_value = metrics[task.primary_metric]
+    record.label_names = data.label_names
     record.train_examples = len(data.train)
     record.eval_examples = sum(len(rows) for rows in data.eval.values())
     record.epochs = stats.epochs_run
@@ -179,6 +160,17 @@ def run_cell(
     fill_provenance(record, device)
     record.wall_seconds = time.perf_counter() - started
     return CellResult(record, pd.concat(frames, ignore_index=True))
+
+
+def check_metrics_fit(spec: CellSpec, num_labels: int) -> None:
+    """Before any training: a two-class metric on a task with more classes is an error now,
+    not a crash after an hour (the suite check catches it when the task file names its labels)."""
+    binary = [m for m in spec.task.metrics if get_metric(m).binary_only]
+    if binary and spec.task.problem_type == "classification" and num_labels != 2:
+        raise ValueError(
+            f"task {spec.task.name}: metric(s) {binary} are defined for two classes and the data "
+            f"has {num_labels}; use f1_macro or f1_micro in the task file"
+        )
 
 
 def max_or_none(*values: float | None) -> float | None:

@@ -28,18 +28,26 @@ console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI get
 errors = Console(stderr=True)
 
 STORE_OPTION = typer.Option(Path("results/harness.db"), "--store", help="SQLite results store")
+TASKS_DIR_OPTION = typer.Option(
+    None, "--tasks-dir", help="a folder of task YAMLs, searched after the suite's tasks/ (repeatable)"
+)
 
 
 def user_errors(command):
-    """Turn an `InputError` into one line on stderr and exit code 2."""
+    """Turn an `InputError` into one line on stderr and exit code 2, and Ctrl-C into a
+    line and exit code 130 (the shell's convention), never a traceback."""
 
     @wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except InputError as error:
-            errors.print(f"[red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            message = str(error)
+        except KeyboardInterrupt:
+            errors.print("[yellow]interrupted[/]", markup=True)
+            raise typer.Exit(130) from None
+        errors.print(f"[red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
     return wrapper
 
@@ -69,13 +77,16 @@ def run(
     model: list[str] = typer.Option(
         None, "--model", help="run only the cells of this model label (repeatable)"
     ),
+    tasks_dir: list[Path] = TASKS_DIR_OPTION,
 ) -> None:
     """Run every cell (task × model × seed) of a suite and store one record per cell."""
     from harness.runner import run_suite
     from harness.store import load_records
     from harness.tables import records_table
 
-    summary = run_suite(suite, store, console, data_dir, resume, executor.value, address, model)
+    summary = run_suite(
+        suite, store, console, data_dir, resume, executor.value, address, model, tasks_dir or []
+    )
     records = load_records(store, [summary.run_id])
     console.print(records_table(records, f"run {summary.run_id}"))
     if summary.failed:
@@ -83,7 +94,9 @@ def run(
             f"[red]{summary.failed} of {summary.ran} cells failed[/]; logs in "
             f"{store.parent / 'runs' / summary.run_id / 'logs'}"
         )
-    raise typer.Exit(1 if summary.failed else 0)
+    if summary.unsaved:
+        console.print(f"[red]{summary.unsaved} cell(s) could not be stored whole[/]; see the messages above")
+    raise typer.Exit(1 if summary.failed or summary.unsaved else 0)
 
 
 class ListWhat(str, Enum):
@@ -94,23 +107,31 @@ class ListWhat(str, Enum):
 
 @app.command("list")
 @user_errors
-def list_(what: ListWhat = typer.Argument(...), store: Path = STORE_OPTION) -> None:
-    """List the tasks, the model adapters, or the runs in the store."""
+def list_(
+    what: ListWhat = typer.Argument(...),
+    store: Path = STORE_OPTION,
+    suite: Path = typer.Option(None, "--suite", help="also the tasks beside this suite (its tasks/ folder)"),
+    tasks_dir: list[Path] = TASKS_DIR_OPTION,
+) -> None:
+    """List the tasks (and where each comes from), the model adapters, or the runs in the store."""
     table = Table(title=what.value, title_justify="left")
     if what is ListWhat.tasks:
-        from harness.config import available_tasks, load_task
+        from harness.tasks.registry import available_tasks, load_task
 
-        for column in ("task", "dataset", "texts", "type", "metrics", "group"):
+        for column in ("task", "title", "dataset", "texts", "type", "metrics", "group", "from"):
             table.add_column(column)
-        for name, path in available_tasks().items():
-            task = load_task(path)
+        suite_dir = suite.parent if suite is not None else None
+        for name, found in available_tasks(suite_dir, tasks_dir or []).items():
+            task = load_task(found.path)
             table.add_row(
                 name,
-                f"{task.dataset.path} / {task.dataset.name}",
+                task.display_title,
+                task.dataset.describe(),
                 ", ".join(task.text_fields),
                 task.problem_type,
                 ", ".join(task.metric_keys()),
                 task.group or "",
+                f"{found.origin} ({found.path})" if found.origin != "built-in" else found.origin,
             )
     elif what is ListWhat.models:
         from harness.models.registry import load_adapters
@@ -122,7 +143,8 @@ def list_(what: ListWhat = typer.Argument(...), store: Path = STORE_OPTION) -> N
     else:
         from harness.store import Store
 
-        runs = Store(store, create=False).runs()
+        with Store(store, create=False) as db:
+            runs = db.runs()
         for column in ("run_id", "suite", "started_at", "status", "cells"):
             table.add_column(column)
         for _, row in runs.iterrows():
@@ -151,9 +173,10 @@ def show(
     from harness.store import Store
     from harness.tables import records_table
 
-    db = Store(store, create=False)
-    run_id = _resolve_run(db, run_id)
-    console.print(records_table(db.records([run_id]), f"run {run_id}"))
+    with Store(store, create=False) as db:
+        run_id = _resolve_run(db, run_id)
+        records = db.records([run_id])
+    console.print(records_table(records, f"run {run_id}"))
 
 
 class Format(str, Enum):
@@ -170,13 +193,13 @@ def export(
     store: Path = STORE_OPTION,
 ) -> None:
     """Export a run's records as CSV (metrics as `metric.<name>` columns) or JSON."""
-    from harness.store import Store
+    from harness.store import JSON_FIELDS, Store
 
-    db = Store(store, create=False)
-    run_id = _resolve_run(db, run_id)
-    records = db.records([run_id])
+    with Store(store, create=False) as db:
+        run_id = _resolve_run(db, run_id)
+        records = db.records([run_id])
     if format is Format.csv:
-        text = records.drop(columns=["metrics", "versions", "config"]).to_csv(index=False)
+        text = records.drop(columns=list(JSON_FIELDS)).to_csv(index=False)
     else:
         text = records.drop(columns=[c for c in records if c.startswith("metric.")]).to_json(
             orient="records", indent=2
@@ -205,9 +228,9 @@ def baseline_save(
     from harness.compare import save_baseline
     from harness.store import Store
 
-    db = Store(store, create=False)
-    run_id = _resolve_run(db, run_id)
-    records = db.records([run_id])
+    with Store(store, create=False) as db:
+        run_id = _resolve_run(db, run_id)
+        records = db.records([run_id])
     save_baseline(records[records.status == "ok"], out)
     console.print(f"saved {int((records.status == 'ok').sum())} records of {run_id} to {out}")
 
@@ -236,7 +259,7 @@ def compare_(
         to_junit,
         to_markdown,
     )
-    from harness.config import load_suite
+    from harness.planning import load_suite
 
     settings = load_suite(suite).compare if suite else None
     thresholds = Thresholds(
@@ -253,7 +276,13 @@ def compare_(
     table = Table(title=f"compare {baseline} → {current}", title_justify="left")
     for header in HEADERS:
         table.add_column(header)
-    colour = {"regression": "red", "missing": "red", "improvement": "green", "skipped": "yellow"}
+    colour = {
+        "regression": "red",
+        "missing": "red",
+        "improvement": "green",
+        "skipped": "yellow",
+        "undefined": "yellow",
+    }
     for result, row in zip(results, table_rows(results), strict=True):
         style = colour.get(result.verdict)
         table.add_row(*row, style=style)
@@ -361,7 +390,9 @@ def report(
     suite: str = typer.Option(None, "--suite", help="every run of this suite (by name)"),
     out: Path = typer.Option(..., "--out", help="folder for leaderboard.md and index.html: reports/<name>/"),
     references: Path = typer.Option(
-        None, "--references", help="published numbers to show beside (default: suites/references.yaml)"
+        None,
+        "--references",
+        help="published numbers to show beside (default: the ones shipped, harness/report/references.yaml)",
     ),
     no_references: bool = typer.Option(False, "--no-references", help="show no published numbers"),
     store: Path = STORE_OPTION,

@@ -17,7 +17,11 @@ must also be significant (Mann-Whitney U, one-sided). Four, because with three a
 the smallest one-sided p-value the exact test can give is 1/20 = 0.05, never below.
 
 A metric in the baseline but not in the current run is `missing` (a regression);
-one only in the current run is `new`.
+one only in the current run is `new`. A metric that both runs report but that is
+undefined (NaN) on every seed of both, such as a constant predictor's correlation, is
+`undefined` on both sides: not a regression, and said so. Undefined in the current run
+only (the model collapsed to a constant) is a regression; in the baseline only, `new`.
+Whether higher is better comes from the metric registry.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness import strict_json
 from harness.errors import InputError
+from harness.tasks.metrics import higher_is_better
 
 BASELINE_FORMAT = "harness-baseline/1"
 HARDWARE_KEYS = ("device_name", "cpu_model", "threads")
@@ -72,7 +78,7 @@ class Comparison:
     model: str
     metric: str
     kind: str  # "quality" or "cost"
-    verdict: str  # regression | improvement | unchanged | missing | new | skipped
+    verdict: str  # regression | improvement | unchanged | missing | new | undefined | skipped
     baseline_mean: float | None = None
     current_mean: float | None = None
     delta: float | None = None  # current - baseline (points), or ratio - 1 for cost
@@ -96,12 +102,8 @@ def save_baseline(records: pd.DataFrame, path: Path) -> None:
     keep = ["run_id", "suite", "task", "model", "adapter", "seed", "config_hash", "status", "metrics"]
     keep += [c.column for c in COST_METRICS] + list(HARDWARE_KEYS) + ["git_commit", "versions"]
     rows = records[keep].to_dict(orient="records")
-    for row in rows:
-        for key, value in row.items():
-            if isinstance(value, float) and math.isnan(value):
-                row[key] = None
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"format": BASELINE_FORMAT, "records": rows}, indent=1, default=str))
+    path.write_text(strict_json.dumps({"format": BASELINE_FORMAT, "records": rows}, indent=1))
 
 
 def load_side(side: str, store_path: Path) -> pd.DataFrame:
@@ -186,7 +188,8 @@ def compare_quality(
     baseline: pd.DataFrame, current: pd.DataFrame, thresholds: Thresholds
 ) -> list[Comparison]:
     results: list[Comparison] = []
-    pending: list[tuple[Comparison, float, float]] = []  # (comparison, p_lower, p_higher)
+    # (comparison, gain: the change in the better direction, p worse, p better)
+    pending: list[tuple[Comparison, float, float, float]] = []
     keys_b = _metric_keys(baseline)
     keys_c = _metric_keys(current)
     for task, model, metric in sorted(keys_b | keys_c):
@@ -197,32 +200,43 @@ def compare_quality(
             row.baseline_mean = float(b.mean())
         if len(c):
             row.current_mean = float(c.mean())
-        if not len(c):
+        sign = 1.0 if higher_is_better(metric) else -1.0  # tests run in the better direction
+        b, c = sign * b, sign * c
+        in_b, in_c = (task, model, metric) in keys_b, (task, model, metric) in keys_c
+        if not in_c:
             row.verdict, row.reason = "missing", "in the baseline, not in the current run"
-        elif not len(b):
+        elif not in_b:
             row.verdict, row.reason = "new", "not in the baseline"
+        elif not len(b) and not len(c):
+            row.verdict, row.reason = "undefined", "undefined (NaN) on every seed of both sides"
+        elif not len(c):
+            row.verdict = "regression"
+            row.reason = "undefined (NaN) in the current run, defined in the baseline (a constant predictor?)"
+        elif not len(b):
+            row.verdict, row.reason = "new", "undefined (NaN) in the baseline, defined now"
         else:
             row.delta = row.current_mean - row.baseline_mean
+            gain = float(c.mean() - b.mean())
             effect = thresholds.effect_for(task, metric)
             if len(b) >= 2 and len(c) >= 2:
                 row.mde = minimum_detectable_effect(b, c, thresholds.alpha)
-                pending.append((row, *welch_one_sided(b, c)))
+                pending.append((row, gain, *welch_one_sided(b, c)))
             else:
                 row.weak = True
                 row.reason = f"one seed: absolute tolerance {effect} points only (weak verdict)"
-                if row.delta < -effect:
+                if gain < -effect:
                     row.verdict = "regression"
-                elif row.delta > effect:
+                elif gain > effect:
                     row.verdict = "improvement"
         results.append(row)
     if pending:
-        lower = holm([p for _, p, _ in pending])
-        higher = holm([p for _, _, p in pending])
-        for (row, _, _), p_low, p_high in zip(pending, lower, higher, strict=True):
+        lower = holm([p for _, _, p, _ in pending])
+        higher = holm([p for _, _, _, p in pending])
+        for (row, gain, _, _), p_low, p_high in zip(pending, lower, higher, strict=True):
             effect = thresholds.effect_for(row.task, row.metric)
-            if p_low < thresholds.alpha and row.delta < -effect:
+            if p_low < thresholds.alpha and gain < -effect:
                 row.verdict, row.p_value = "regression", p_low
-            elif p_high < thresholds.alpha and row.delta > effect:
+            elif p_high < thresholds.alpha and gain > effect:
                 row.verdict, row.p_value = "improvement", p_high
             else:
                 row.p_value = min(p_low, p_high)

@@ -1,28 +1,22 @@
-"""Pydantic models of suites and tasks, and their loading from YAML.
+"""The schemas: pydantic models of tasks, groups, suites, training settings and cells.
 
-A suite is data: which tasks, which models (adapter name, label, parameters),
-which seeds, and the training settings, overridable per task and per model.
-Every model forbids unknown keys, so a typo is an error naming the field rather
-than a setting silently ignored. YAML is read with `yaml.safe_load` only.
+A suite is data: which tasks, which models (adapter name, label, parameters), which
+seeds, and the training settings, overridable per task and per model. Every model
+forbids unknown keys, so a typo is an error naming the field rather than a setting
+silently ignored. Finding and reading the files is elsewhere: `tasks/registry.py`
+(task and group YAMLs), `planning.py` (a suite file into cells).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.errors import InputError
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BUILTIN_TASK_DIR = REPO_ROOT / "suites" / "tasks"
-
-MetricName = Literal["accuracy", "f1", "matthews_correlation", "pearson", "spearmanr"]
+from harness.tasks.metrics import get_metric, metric_names
 
 
 class Strict(BaseModel):
@@ -33,11 +27,47 @@ class Strict(BaseModel):
 
 
 class DatasetSource(Strict):
-    """Where a task's data lives: a Hub dataset id and config, as `datasets.load_dataset` takes them."""
+    """Where a task's data lives: a Hub dataset (id and config, as `datasets.load_dataset`
+    takes them) or local files read by `datasets`' own csv / json / parquet builders."""
 
-    path: str = Field(description="Hub dataset id, e.g. nyu-mll/glue, or a local folder")
+    path: str | None = Field(default=None, description="Hub dataset id, e.g. nyu-mll/glue, or a local folder")
     name: str | None = Field(default=None, description="dataset config name, e.g. sst2")
     revision: str | None = None
+    format: Literal["csv", "json", "parquet"] | None = Field(
+        default=None, description="local files: the `datasets` builder that reads them"
+    )
+    data_files: dict[str, str | list[str]] | None = Field(
+        default=None, description="local files per split, relative to the task file: {train: train.csv}"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSource:
+        if (self.path is None) == (self.format is None):
+            raise ValueError("give either `path` (a Hub id or folder) or `format` with `data_files`")
+        if self.format is not None and not self.data_files:
+            raise ValueError(f"format {self.format!r} needs `data_files`, e.g. {{train: data/train.csv}}")
+        if self.format is None and self.data_files is not None:
+            raise ValueError("`data_files` needs a `format`: csv, json or parquet")
+        return self
+
+    def resolved(self, base: Path) -> DatasetSource:
+        """Local file paths made absolute against `base` (the folder of the task file)."""
+        if not self.data_files:
+            return self
+
+        def absolute(item: str) -> str:
+            return str((base / item).resolve()) if not Path(item).is_absolute() else item
+
+        files = {
+            split: [absolute(f) for f in value] if isinstance(value, list) else absolute(value)
+            for split, value in self.data_files.items()
+        }
+        return self.model_copy(update={"data_files": files})
+
+    def describe(self) -> str:
+        if self.format is not None:
+            return f"{self.format} files"
+        return self.path + (f" / {self.name}" if self.name else "")
 
 
 class TaskSplits(Strict):
@@ -56,22 +86,40 @@ class TaskSplits(Strict):
 
 
 class TaskSpec(Strict):
-    """One task, as written in `suites/tasks/<name>.yaml`."""
+    """One task, as written in `<tasks dir>/<name>.yaml` (the file name is the task's name)."""
 
     name: str
+    title: str | None = Field(default=None, description="shown in reports; default: the name")
     description: str = ""
     dataset: DatasetSource
     splits: TaskSplits
     text_fields: list[str] = Field(min_length=1, max_length=2)
     label_field: str = "label"
+    label_map: dict[str, int] | None = Field(
+        default=None, description="string label → class id; default: the sorted set of train labels"
+    )
+    label_names: list[str] | None = Field(
+        default=None, description="class names by id, when the labels are ids already (GLUE's ClassLabels)"
+    )
     problem_type: Literal["classification", "regression"] = "classification"
-    metrics: list[MetricName] = Field(min_length=1)
+    metrics: list[str] = Field(min_length=1)
     primary_metric: str
-    group: str | None = None
+    group: str | None = Field(default=None, description="the group score this task counts in, e.g. glue")
 
     @property
     def is_pair(self) -> bool:
         return len(self.text_fields) == 2
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name
+
+    @property
+    def num_labels(self) -> int | None:
+        """The number of classes when the task file says (label_map or label_names)."""
+        if self.label_map is not None:
+            return len(set(self.label_map.values()))
+        return len(self.label_names) if self.label_names is not None else None
 
     def metric_keys(self) -> list[str]:
         """The metric names a cell of this task reports, e.g. `accuracy_matched`."""
@@ -81,18 +129,61 @@ class TaskSpec(Strict):
             for metric in self.metrics
         ]
 
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_registered(cls, metrics: list[str]) -> list[str]:
+        unknown = [m for m in metrics if m not in metric_names()]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; registered: {', '.join(metric_names())}")
+        return metrics
+
     @model_validator(mode="after")
-    def _primary_is_reported(self) -> TaskSpec:
+    def _consistent(self) -> TaskSpec:
         if self.primary_metric not in self.metric_keys():
+            reported = self.metric_keys()
             raise ValueError(
-                f"primary_metric {self.primary_metric!r} is not among the reported metrics "
-                f"{self.metric_keys()}"
+                f"primary_metric {self.primary_metric!r} is not among the reported metrics {reported}"
             )
-        regression_only = {"pearson", "spearmanr"}
-        if self.problem_type == "regression" and not set(self.metrics) <= regression_only:
-            raise ValueError("a regression task takes only the metrics pearson and spearmanr")
-        if self.problem_type == "classification" and set(self.metrics) & regression_only:
-            raise ValueError("pearson/spearmanr are for regression tasks")
+        wrong = [m for m in self.metrics if get_metric(m).problem_type != self.problem_type]
+        if wrong:
+            raise ValueError(f"metric(s) {wrong} are not for {self.problem_type} tasks")
+        if self.label_map is not None:
+            ids = sorted(set(self.label_map.values()))
+            if ids != list(range(len(ids))):
+                raise ValueError(f"label_map ids must be 0..{len(ids) - 1} without gaps; they are {ids}")
+        binary = [m for m in self.metrics if get_metric(m).binary_only]
+        if binary and self.num_labels is not None and self.num_labels != 2:
+            raise ValueError(
+                f"metric(s) {binary} are defined for two classes and this task has {self.num_labels}; "
+                "use f1_macro or f1_micro"
+            )
+        return self
+
+
+class GroupSpec(Strict):
+    """A group score over tasks, as data (`<tasks dir>/groups/<name>.yaml`).
+
+    The rule: a member's task score is the mean of its listed metrics; each named score
+    is the unweighted mean of its members' task scores (GLUE's rule, Wang et al. 2018).
+    A score over fewer members than it names is reported as partial, with what it lacks.
+    """
+
+    name: str
+    title: str
+    description: str = ""
+    members: dict[str, list[str]] = Field(min_length=1, description="task → metrics averaged first")
+    scores: dict[str, list[str]] = Field(min_length=1, description="score name → member tasks")
+    aliases: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="a published metric that stands for a member's task score (MNLI's mean of m and mm)",
+    )
+
+    @model_validator(mode="after")
+    def _scores_over_members(self) -> GroupSpec:
+        for score, tasks in self.scores.items():
+            unknown = [t for t in tasks if t not in self.members]
+            if unknown:
+                raise ValueError(f"score {score!r} names {unknown}, which are not members")
         return self
 
 
@@ -141,7 +232,7 @@ class TaskRef(Strict):
 
 class ModelSpec(Strict):
     adapter: str
-    label: str | None = None
+    label: str | None = Field(default=None, description="any text; shown in reports")
     params: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     task_training: dict[str, dict[str, Any]] = Field(
@@ -205,7 +296,12 @@ class Suite(Strict):
 
 
 class CellSpec(Strict):
-    """Everything one cell needs, fully resolved: it runs anywhere from this alone."""
+    """Everything one cell needs, fully resolved: it runs anywhere from this alone.
+
+    `group` and `task_order` are facts for the report (which group score the task counts
+    in, where the suite listed it); like `data_dir` they do not change what the cell
+    computes, so they are not part of its `config_hash`.
+    """
 
     suite: str
     task: TaskSpec
@@ -216,160 +312,19 @@ class CellSpec(Strict):
     threads: int | None = None
     data_dir: str | None = None
     resources: Resources = Resources()
+    group: GroupSpec | None = None
+    task_order: int = 0
 
     @property
     def config_hash(self) -> str:
         """Identity for `--resume`: what the cell computes, not where its data is read from."""
-        payload = self.model_dump(exclude={"data_dir", "suite", "resources"})
+        payload = self.model_dump(exclude={"data_dir", "suite", "resources", "group", "task_order"})
+        payload["task"] = {
+            k: v for k, v in payload["task"].items() if k not in ("title", "description", "group")
+        }
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
         return digest.hexdigest()[:16]
 
     @property
     def cell_id(self) -> str:
         return f"{self.task.name}__{self.model.display_label}__seed{self.seed}"
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise InputError(path, "file not found", "check the path")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise InputError(path, f"malformed YAML{where}: {problem}", "fix the YAML syntax") from None
-
-
-def validation_to_input_error(path: Path | str, error: ValidationError) -> InputError:
-    """The first pydantic error as one line: the field's dotted path, what is wrong, the fix."""
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"])
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        return InputError(path, "unknown key", "remove it or correct its spelling", field)
-    if kind == "missing":
-        return InputError(path, "required key is missing", "add it", field)
-    message = first["msg"].removeprefix("Value error, ")
-    return InputError(path, message, "see docs/suites.md for the allowed values", field)
-
-
-def task_dirs(extra: Path | None = None) -> list[Path]:
-    """Where task YAMLs are looked up: beside the suite, `HARNESS_TASKS_DIR`, then the built-ins."""
-    dirs = [extra / "tasks"] if extra else []
-    dirs += [Path(p) for p in os.environ.get("HARNESS_TASKS_DIR", "").split(os.pathsep) if p]
-    dirs.append(BUILTIN_TASK_DIR)
-    return [d for d in dirs if d.is_dir()]
-
-
-def available_tasks(suite_dir: Path | None = None) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for directory in reversed(task_dirs(suite_dir)):  # earlier directories win
-        found.update({p.stem: p for p in sorted(directory.glob("*.yaml"))})
-    return dict(sorted(found.items()))
-
-
-def load_task(path: Path) -> TaskSpec:
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise InputError(path, "a task file must be a mapping", "see suites/tasks/sst2.yaml")
-    try:
-        return TaskSpec.model_validate(raw)
-    except ValidationError as error:
-        raise validation_to_input_error(path, error) from None
-
-
-def resolve_task(ref: TaskRef, suite_path: Path, index: int) -> TaskSpec:
-    tasks = available_tasks(suite_path.parent)
-    if ref.name not in tasks:
-        raise InputError(
-            suite_path,
-            f"unknown task {ref.name!r}",
-            f"use one of {', '.join(tasks)} or add suites/tasks/{ref.name}.yaml",
-            f"tasks.{index}.name",
-        )
-    task = load_task(tasks[ref.name])
-    overrides = {k: v for k, v in (("dataset", ref.dataset), ("splits", ref.splits)) if v}
-    if not overrides:
-        return task
-    try:
-        return TaskSpec.model_validate({**task.model_dump(), **overrides})
-    except ValidationError as error:
-        raise validation_to_input_error(suite_path, error) from None
-
-
-def merged_training(
-    base: TrainingSettings, overrides: dict[str, Any], where: Path, field: str
-) -> TrainingSettings:
-    try:
-        return TrainingSettings.model_validate({**base.model_dump(), **overrides})
-    except ValidationError as error:
-        bad = validation_to_input_error(where, error)
-        bad.field = f"{field}.{bad.field}"
-        raise bad from None
-
-
-def load_suite(path: Path) -> Suite:
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise InputError(path, "a suite must be a mapping", "see suites/quickstart.yaml")
-    try:
-        return Suite.model_validate(raw)
-    except ValidationError as error:
-        raise validation_to_input_error(path, error) from None
-
-
-def expand_cells(suite: Suite, suite_path: Path, data_dir: str | None = None) -> list[CellSpec]:
-    """Suite → cells (task × model × seed), each with its training settings and every
-    adapter parameter (defaults included) resolved.
-
-    Validates everything a cell will need before any cell runs: tasks exist and
-    parse, adapters exist and accept their parameters, overrides are valid.
-    """
-    from harness.models.registry import resolve_model_spec
-
-    models = [
-        resolve_model_spec(model, suite_path, f"models.{index}") for index, model in enumerate(suite.models)
-    ]
-    tasks = [resolve_task(ref, suite_path, t_index) for t_index, ref in enumerate(suite.tasks)]
-    task_names = {task.name for task in tasks}
-    for index, model in enumerate(models):
-        for name in model.task_training:
-            if name not in task_names:
-                raise InputError(
-                    suite_path,
-                    f"task_training names {name!r}, which is not a task of this suite",
-                    f"use one of {', '.join(sorted(task_names))}",
-                    f"models.{index}.task_training",
-                )
-    cells = []
-    for t_index, (ref, task) in enumerate(zip(suite.tasks, tasks, strict=True)):
-        task_training = merged_training(suite.training, ref.training, suite_path, f"tasks.{t_index}.training")
-        for m_index, model in enumerate(models):
-            training = merged_training(
-                task_training, model.training, suite_path, f"models.{m_index}.training"
-            )
-            training = merged_training(
-                training,
-                model.task_training.get(task.name, {}),
-                suite_path,
-                f"models.{m_index}.task_training.{task.name}",
-            )
-            for seed in suite.seeds:
-                cells.append(
-                    CellSpec(
-                        suite=suite.name,
-                        task=task,
-                        model=model,
-                        seed=seed,
-                        training=training,
-                        device=suite.device,
-                        threads=suite.threads,
-                        data_dir=data_dir,
-                        resources=suite.resources,
-                    )
-                )
-    return cells

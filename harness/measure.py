@@ -99,10 +99,15 @@ def latency_ms(
     """p50 and p95 of single-example forward time over real rows (warm-up first).
 
     Stops after `repeats` rows, or once `budget_s` is spent and `min_repeats`
-    rows are timed, so a slow model does not spend minutes here.
+    rows are timed, so a slow model does not spend minutes here. A split smaller than
+    `warmup + repeats` rows is cycled through, so any evaluation set of one row or more
+    gives a figure.
     """
+    if len(data) == 0:
+        raise ValueError("latency needs at least one evaluation row")
     model.eval()
-    rows = np.random.default_rng(0).permutation(len(data))[: warmup + repeats]
+    order = np.random.default_rng(0).permutation(len(data))
+    rows = np.resize(order, warmup + repeats)  # repeats the order when the split is small
     times: list[float] = []
     for n, row in enumerate(rows):
         batch = to_device(collate(data, np.array([row])), device)

@@ -34,13 +34,10 @@ from __future__ import annotations
 
 import csv
 import math
-import multiprocessing as mp
 import os
-import queue as queue_module
 import statistics
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -48,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from harness.executors.child import run_in_child
 
 VOCAB_SIZE = 20_000
 NUM_LABELS = 2
@@ -242,48 +241,22 @@ def measure_one(
     return row
 
 
-def _child(kwargs: dict, channel) -> None:
-    try:
-        channel.put(("ok", measure_one(**kwargs)))
-    except BaseException as error:  # reported as the row's error
-        channel.put(("error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))
+def _measure(kwargs: dict, emit) -> ProfileRow:
+    return measure_one(**kwargs)
 
 
 def measure_in_child(**kwargs) -> ProfileRow:
     """`measure_one` in a fresh spawned process; a crash or an error becomes the row's `error`."""
-    context = mp.get_context("spawn")
-    channel = context.Queue()
-    process = context.Process(target=_child, args=(kwargs, channel), daemon=True)
-    process.start()
-    deadline = time.monotonic() + CHILD_TIMEOUT_S
-    outcome = None
-    try:
-        while outcome is None and time.monotonic() < deadline:
-            try:
-                outcome = channel.get(timeout=0.5)
-            except queue_module.Empty:
-                if not process.is_alive():
-                    try:
-                        outcome = channel.get(timeout=1.0)
-                    except queue_module.Empty:
-                        outcome = ("error", f"the child process exited with code {process.exitcode}")
-    finally:
-        process.join(timeout=30)
-        if process.is_alive():
-            process.kill()
-        channel.close()
-    if outcome is None:
-        outcome = ("error", f"no result within {CHILD_TIMEOUT_S} s")
-    kind, payload = outcome
-    if kind == "ok":
-        return payload
+    outcome = run_in_child(_measure, (kwargs,), timeout_s=CHILD_TIMEOUT_S)
+    if isinstance(outcome, ProfileRow):
+        return outcome
     return ProfileRow(
         model=kwargs["model_name"],
         seq_len=kwargs["seq_len"],
         batch_size=kwargs["batch_size"],
         device=kwargs.get("device_name", "cpu"),
         threads=kwargs.get("threads") or torch.get_num_threads(),
-        error=payload,
+        error=f"{outcome.error}\n{outcome.details}".strip(),
     )
 
 

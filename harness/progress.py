@@ -22,7 +22,7 @@ from rich.progress import (
 )
 
 from harness.config import CellSpec
-from harness.train import Progress as LoopProgress
+from harness.events import Progress as LoopProgress
 
 
 class Events(Protocol):

@@ -7,7 +7,15 @@ never 0: a CPU cell has no CUDA memory figure, a failed cell has no metrics.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.config import CellSpec
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -23,11 +31,13 @@ class CellRecord:
     config_hash: str
     status: str = "failed"  # "ok" or "failed"
     error: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the user should know, e.g. a pad token added
     # quality
     metrics: dict[str, float] = field(default_factory=dict)
     primary_metric: str | None = None
     primary_value: float | None = None
     # data
+    label_names: list[str] | None = None  # class names by id (the mapping of string labels)
     train_examples: int | None = None
     eval_examples: int | None = None
     # training
@@ -60,6 +70,24 @@ class CellRecord:
     finished_at: str | None = None
     wall_seconds: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    predictions_file: str | None = None  # relative to the store's folder; set by the store
+
+    @classmethod
+    def for_spec(cls, spec: CellSpec, run_id: str) -> CellRecord:
+        """A record of this cell with its identity filled in (status failed until it is ok)."""
+        return cls(
+            run_id=run_id,
+            cell_id=spec.cell_id,
+            suite=spec.suite,
+            task=spec.task.name,
+            model=spec.model.display_label,
+            adapter=spec.model.adapter,
+            seed=spec.seed,
+            config_hash=spec.config_hash,
+            primary_metric=spec.task.primary_metric,
+            config=spec.model_dump(mode="json"),
+            started_at=now(),
+        )
 
     @classmethod
     def columns(cls) -> list[str]:

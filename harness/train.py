@@ -27,18 +27,7 @@ from torch import nn
 
 from harness.batching import Encoded, eval_batches, iterate, train_batches
 from harness.config import TrainingSettings
-
-
-@dataclass
-class Progress:
-    """One report from the loop, for the progress display."""
-
-    phase: str  # "train" or "eval"
-    epoch: int
-    epochs: int
-    step: int
-    steps: int
-    loss: float | None = None
+from harness.events import Progress
 
 
 @dataclass
@@ -157,9 +146,7 @@ def train(
         epoch_loss = 0.0
         synchronize(device)
         last_end = time.perf_counter()  # per epoch: evaluation between epochs is not training
-        for step, (indices, batch) in enumerate(
-            zip(batches, iterate(data, batches), strict=True), 1
-        ):
+        for step, (indices, batch) in enumerate(zip(batches, iterate(data, batches), strict=True), 1):
             steady = stats.steps >= warmup_steps
             batch = to_device(batch, device)
             with autocast(device, use_amp):
@@ -196,10 +183,7 @@ def train(
             else:
                 stale += 1
         stats.history.append(record)
-        if (
-            settings.early_stopping_patience is not None
-            and stale >= settings.early_stopping_patience
-        ):
+        if settings.early_stopping_patience is not None and stale >= settings.early_stopping_patience:
             break
 
     if best_state is not None:

@@ -46,8 +46,7 @@ class TextCNN(nn.Module):
             info.vocab_size, params.embed_dim, info.pad_token_id, info.is_pair, params.embed_init_range
         )
         self.convs = nn.ModuleList(
-            nn.Conv1d(params.embed_dim, params.num_filters, k, padding=k - 1)
-            for k in params.kernel_sizes
+            nn.Conv1d(params.embed_dim, params.num_filters, k, padding=k - 1) for k in params.kernel_sizes
         )
         self.embed_dropout = nn.Dropout(params.embed_dropout)
         self.dropout = nn.Dropout(params.dropout)

@@ -63,6 +63,22 @@ def resolve_pretrained(name: str) -> str:
     return name
 
 
+def ensure_pad_token(tokenizer) -> str | None:
+    """Give a tokenizer without a pad token one (GPT-2's and Llama's have none), and say which:
+    its EOS token, else its UNK token, else a new `[PAD]` token (the model's embeddings then
+    grow by one row). Padded positions are masked out, so which token pads does not matter."""
+    if tokenizer.pad_token is not None:
+        return None
+    for role in ("eos_token", "unk_token"):
+        token = getattr(tokenizer, role)
+        if token is not None:
+            tokenizer.pad_token = token
+            kind = role.removesuffix("_token").upper()
+            return f"the tokenizer has no pad token; padding with its {kind} token {token!r}"
+    tokenizer.add_special_tokens({"pad_token": "[PAD]"})
+    return "the tokenizer has no pad, EOS or UNK token; added [PAD] (the embeddings grow by one row)"
+
+
 class HFClassifier(nn.Module):
     """Adapts a `transformers` model to the harness's batch-dict → logits interface."""
 
@@ -92,15 +108,17 @@ class HFAdapter(Adapter):
     def tokenizer(self, train: Examples, training: TrainingSettings):
         source = self.params.tokenizer or self.params.pretrained
         if source is None:
-            vocab = VocabSettings(
-                **{k: getattr(self.params, k) for k in VocabSettings.model_fields}
-            )
+            vocab = VocabSettings(**{k: getattr(self.params, k) for k in VocabSettings.model_fields})
             return vocab_tokenizer(train.texts(), train.fingerprint(), vocab)
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(
+        tokenizer = AutoTokenizer.from_pretrained(
             resolve_pretrained(source), trust_remote_code=self.params.trust_remote_code
         )
+        note = ensure_pad_token(tokenizer)
+        if note:
+            self.notes.append(note)
+        return tokenizer
 
     def build(self, info: TaskInfo) -> nn.Module:
         from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -114,6 +132,8 @@ class HFAdapter(Adapter):
                 trust_remote_code=self.params.trust_remote_code,
                 use_safetensors=None,
             )
+            if model.get_input_embeddings().num_embeddings < info.vocab_size:  # a pad token was added
+                model.resize_token_embeddings(info.vocab_size)
         else:
             fields = dict(self.params.config)
             fields.setdefault("max_position_embeddings", max(512, info.max_seq_length))
@@ -126,4 +146,5 @@ class HFAdapter(Adapter):
                 problem_type=problem,
             )
             model = AutoModelForSequenceClassification.from_config(config)
+        model.config.pad_token_id = info.pad_token_id  # decoder models find a row's end by it
         return HFClassifier(model, info.num_labels)

@@ -65,6 +65,7 @@ class Adapter(ABC):
 
     def __init__(self, params: BaseModel):
         self.params = params
+        self.notes: list[str] = []  # what the user should know of this cell's model, into its record
 
     @classmethod
     def description(cls) -> str:

@@ -1,5 +1,9 @@
-"""Records (+ predictions, references, task specs) → one `Report`: everything the templates show.
+"""Records (+ predictions, references) → one `Report`: everything the templates show.
 
+Every fact about a task comes from the records themselves (each holds its cell's spec):
+its title, its metrics, where the suite listed it, and the group score it counts in.
+So a task defined beside a suite reports under its own title, and a report of an old
+store shows what that run ran, not what today's YAML on disk says.
 No formatting happens here, only numbers and names; `render.py` turns them into text.
 """
 
@@ -11,28 +15,73 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pandas as pd
+from pydantic import ValidationError
 
-from harness.report.leader import LeaderTest, PredictionLoader, judge_leader, ranked, split_metric
+from harness.config import GroupSpec, TaskSpec
+from harness.report.leader import LeaderTest, PredictionLoader, judge_leader, ranked
 from harness.report.plots import colours, pareto_front, task_figures
 from harness.report.references import Reference
-from harness.report.scores import GLUE_TASKS, Entry, GlueScore, glue_row, pool_seeds
-
-TASK_TITLES = {
-    "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B",
-    "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "imdb": "IMDb",
-}  # fmt: skip
-HEADLINE_TASKS = ("sst2", "imdb")  # shown right after the GLUE scores, on their own
+from harness.report.scores import Entry, GroupScore, group_scores, pool_seeds
+from harness.tasks.metrics import split_metric_key
 
 
-def task_title(name: str) -> str:
-    return TASK_TITLES.get(name, name)
+@dataclass
+class TaskFacts:
+    """What the records say of one task."""
+
+    name: str
+    title: str
+    description: str
+    metric_keys: list[str]
+    order: int  # where the suite listed it (the smallest over the records)
+    group: GroupSpec | None
 
 
-def task_order(names: Sequence[str]) -> list[str]:
-    """SST-2 and IMDb first, then the other GLUE tasks in GLUE's order, then the rest by name."""
-    known = [t for t in HEADLINE_TASKS if t in names]
-    known += [t for t in GLUE_TASKS if t in names and t not in known]
-    return known + sorted(t for t in names if t not in known)
+def task_facts(records: pd.DataFrame) -> dict[str, TaskFacts]:
+    """Per task, its facts from the records' own specs, in the order the suites listed them."""
+    facts: dict[str, TaskFacts] = {}
+    for row in records.itertuples():
+        config = row.config or {}
+        try:
+            spec = TaskSpec.model_validate(config.get("task") or {})
+        except ValidationError:  # a record from before task specs were stored whole
+            spec = None
+        group = config.get("group")
+        order = int(config.get("task_order", 0) or 0)
+        known = facts.get(str(row.task))
+        if known is not None:
+            known.order = min(known.order, order)
+            continue
+        facts[str(row.task)] = TaskFacts(
+            name=str(row.task),
+            title=spec.display_title if spec else str(row.task),
+            description=spec.description if spec else "",
+            metric_keys=spec.metric_keys() if spec else [],
+            order=order,
+            group=GroupSpec.model_validate(group) if group else None,
+        )
+    return dict(sorted(facts.items(), key=lambda item: (item[1].order, item[0])))
+
+
+@dataclass
+class GroupView:
+    """A group score's columns in the overview, and its rule in words."""
+
+    spec: GroupSpec
+    score_names: list[str]
+
+    @property
+    def rule(self) -> str:
+        parts = [
+            f"{task}: {' + '.join(metrics)}"
+            for task, metrics in self.spec.members.items()
+            if len(metrics) > 1
+        ]
+        averaged = f" ({'; '.join(parts)})" if parts else ""
+        return (
+            f"{self.spec.title} score: each task's metrics are averaged first{averaged}, then the tasks; "
+            + "; ".join(f"{name} over {', '.join(self.spec.scores[name])}" for name in self.score_names)
+        )
 
 
 # --------------------------------------------------------------------------- the report's parts
@@ -56,9 +105,8 @@ class RefRow:
     values: dict[str, RefValue] = field(default_factory=dict)  # column (task or metric) → value
     extra: list[RefValue] = field(default_factory=list)  # numbers with no column of their own
     footnotes: list[int] = field(default_factory=list)
-    glue9: GlueScore | None = None
-    glue8: GlueScore | None = None
-    published_glue: RefValue | None = None
+    scores: dict[str, GroupScore] = field(default_factory=dict)  # score name → complete scores only
+    published: dict[str, RefValue] = field(default_factory=dict)  # score name → the published score
 
 
 @dataclass
@@ -81,8 +129,7 @@ class TaskSection:
 class ModelRow:
     model: str
     entries: dict[str, Entry]  # task → entry
-    glue9: GlueScore | None
-    glue8: GlueScore | None
+    scores: dict[str, GroupScore]  # score name (GLUE-9) → score
 
 
 @dataclass
@@ -105,7 +152,7 @@ class Report:
     tasks: list[TaskSection]
     models: list[ModelRow]
     references: list[RefRow]  # overview rows
-    show_glue: bool
+    groups: list[GroupView]
     footnotes: list[str]  # source texts; footnote n is footnotes[n - 1]
     figures: dict[str, dict]
     provenance: Provenance
@@ -130,19 +177,6 @@ class _Footnotes:
         if source not in self.sources:
             self.sources.append(source)
         return self.sources.index(source) + 1
-
-
-def _task_spec(name: str):
-    from harness.config import available_tasks, load_task
-    from harness.errors import InputError
-
-    path = available_tasks().get(name)
-    if path is None:
-        return None
-    try:
-        return load_task(path)
-    except InputError:
-        return None
 
 
 def _describe_device(row: pd.Series) -> str:
@@ -208,7 +242,7 @@ def _reference_rows_for_task(
 
 
 def _overview_references(
-    tasks: Sequence[TaskSection], references: Sequence[Reference], notes: _Footnotes, show_glue: bool
+    tasks: Sequence[TaskSection], references: Sequence[Reference], notes: _Footnotes, groups: list[GroupView]
 ) -> list[RefRow]:
     by_model: dict[str, list[Reference]] = {}
     for reference in references:
@@ -217,10 +251,10 @@ def _overview_references(
     for model, entries in by_model.items():
         row = RefRow(model)
         for task in tasks:
-            base, _ = split_metric(task.primary_metric)
+            base, _ = split_metric_key(task.primary_metric)
             candidates = [r for r in entries if r.task == task.name]
             exact = [r for r in candidates if r.metric == task.primary_metric]
-            similar = [r for r in candidates if split_metric(r.metric)[0] == base]
+            similar = [r for r in candidates if split_metric_key(r.metric)[0] == base]
             chosen = (exact or similar or [None])[0]
             if chosen is not None:
                 row.values[task.name] = RefValue(
@@ -231,31 +265,33 @@ def _overview_references(
                     not _same_split(chosen, task.eval_splits),
                     chosen.metric != task.primary_metric,
                 )
-        if show_glue:
-            dev = {}
-            for reference in entries:
-                if reference.split == "validation":
-                    dev.setdefault(reference.task, {})[reference.metric] = reference.value
-            glue = glue_row(dev)  # published rows show only complete GLUE scores
-            row.glue9 = glue.glue9 if glue.glue9 and not glue.glue9.partial else None
-            row.glue8 = glue.glue8 if glue.glue8 and not glue.glue8.partial else None
-            if row.glue9 is not None or row.glue8 is not None:
+        dev: dict[str, dict[str, float]] = {}
+        for reference in entries:
+            if reference.split == "validation":
+                dev.setdefault(reference.task, {})[reference.metric] = reference.value
+        for view in groups:
+            scores = group_scores(view.spec, dev)  # published rows show only complete scores
+            complete = {name: score for name, score in scores.items() if not score.partial}
+            row.scores.update(complete)
+            if complete:
                 for reference in entries:
-                    if reference.task in GLUE_TASKS and reference.split == "validation":
+                    if reference.task in view.spec.members and reference.split == "validation":
                         number = notes.number(reference.source)
                         if number not in row.footnotes:
                             row.footnotes.append(number)
-            published = [r for r in entries if r.task == "glue" and r.metric == "glue_score"]
+            published = [r for r in entries if r.task == view.spec.name]
             if published:
-                row.published_glue = RefValue(
-                    published[0].value, "glue_score", published[0], notes.number(published[0].source), False
+                first = published[0]
+                row.published[view.score_names[0]] = RefValue(
+                    first.value, first.metric, first, notes.number(first.source), False
                 )
         for value in row.values.values():
             if value.footnote not in row.footnotes:
                 row.footnotes.append(value.footnote)
-        if row.published_glue and row.published_glue.footnote not in row.footnotes:
-            row.footnotes.append(row.published_glue.footnote)
-        if row.values or row.glue9 is not None or row.published_glue is not None:
+        for value in row.published.values():
+            if value.footnote not in row.footnotes:
+                row.footnotes.append(value.footnote)
+        if row.values or row.scores or row.published:
             row.footnotes.sort()
             rows.append(row)
     return rows
@@ -274,16 +310,15 @@ def build_report(
     ok = records[records["status"] == "ok"]
     notes: list[str] = []
     footnotes = _Footnotes()
-    specs = {name: _task_spec(name) for name in ok["task"].unique()}
-    metric_order = {name: spec.metric_keys() for name, spec in specs.items() if spec is not None}
+    facts = task_facts(ok)
+    metric_order = {name: fact.metric_keys for name, fact in facts.items()}
     entries = pool_seeds(ok, metric_order)
     model_order = list(dict.fromkeys(str(m) for m in ok["model"]))
     colour_of = colours(model_order)
 
     sections: list[TaskSection] = []
     figures: dict[str, dict] = {}
-    for index, name in enumerate(task_order(list(specs))):
-        spec = specs[name]
+    for index, (name, fact) in enumerate(facts.items()):
         task_entries = ranked([e for e in entries if e.task == name])
         leader = judge_leader(task_entries, load_predictions, alpha=alpha, resamples=resamples)
         keys = list(metric_order.get(name, []))
@@ -293,8 +328,8 @@ def build_report(
         keys = [primary] + [k for k in keys if k != primary]
         section = TaskSection(
             name=name,
-            title=task_title(name),
-            description=spec.description if spec is not None else "",
+            title=fact.title,
+            description=fact.description,
             primary_metric=primary,
             metric_keys=keys,
             eval_splits=task_entries[0].eval_splits,
@@ -305,7 +340,7 @@ def build_report(
             pareto={},
             memory_kinds=sorted({e.memory_kind for e in task_entries if e.memory_kind}),
         )
-        for kind, figure in task_figures(task_title(name), task_entries, colour_of).items():
+        for kind, figure in task_figures(fact.title, task_entries, colour_of).items():
             figure_id = f"fig-{index}-{kind}"
             figures[figure_id] = figure
             section.figures[kind] = figure_id
@@ -326,13 +361,16 @@ def build_report(
                     "(the same label was used for different configurations)"
                 )
 
-    show_glue = any(section.name in GLUE_TASKS for section in sections)
+    specs = {fact.group.name: fact.group for fact in facts.values() if fact.group is not None}
+    groups = [GroupView(spec, list(spec.scores)) for spec in specs.values()]
     models = []
     for model in model_order:
         mine = {e.task: e for e in entries if e.model == model}
-        glue = glue_row({task: e.metric_means() for task, e in mine.items()}) if show_glue else None
-        models.append(ModelRow(model, mine, glue.glue9 if glue else None, glue.glue8 if glue else None))
-    overview_refs = _overview_references(sections, references, footnotes, show_glue)
+        scores: dict[str, GroupScore] = {}
+        for view in groups:
+            scores.update(group_scores(view.spec, {task: e.metric_means() for task, e in mine.items()}))
+        models.append(ModelRow(model, mine, scores))
+    overview_refs = _overview_references(sections, references, footnotes, groups)
     provenance = _provenance(records, run_ids)
     if provenance.cells_failed:
         notes.append(
@@ -344,7 +382,7 @@ def build_report(
         tasks=sections,
         models=models,
         references=overview_refs,
-        show_glue=show_glue,
+        groups=groups,
         footnotes=footnotes.sources,
         figures=figures,
         provenance=provenance,

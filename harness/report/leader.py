@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from harness.report.scores import Entry
-from harness.report.stats import RESAMPLED_METRICS, BootstrapResult, paired_bootstrap
+from harness.report.stats import BootstrapResult, paired_bootstrap
+from harness.tasks.metrics import get_metric, higher_is_better, metric_names, split_metric_key
 
 ALPHA = 0.05
 PredictionLoader = Callable[[str, str], "pd.DataFrame | None"]
@@ -40,22 +41,17 @@ class LeaderTest:
         return self.result.p_value < self.alpha
 
 
-def split_metric(metric: str) -> tuple[str, str | None]:
-    """`accuracy_matched` → ("accuracy", "matched"); `f1` → ("f1", None)."""
-    for base in sorted(RESAMPLED_METRICS, key=len, reverse=True):
-        if metric == base:
-            return base, None
-        if metric.startswith(base + "_"):
-            return base, metric[len(base) + 1 :]
-    return metric, None
-
-
 def ranked(entries: Sequence[Entry]) -> list[Entry]:
-    """Best first by mean primary metric; entries without one come last."""
-    return sorted(
-        entries,
-        key=lambda e: (e.primary.mean is None, -(e.primary.mean if e.primary.mean is not None else 0.0)),
-    )
+    """Best first by mean primary metric (in the metric's better direction); entries without
+    one come last."""
+
+    def key(entry: Entry) -> tuple[bool, float]:
+        if entry.primary.mean is None:
+            return True, 0.0
+        sign = -1.0 if higher_is_better(entry.primary_metric) else 1.0
+        return False, sign * entry.primary.mean
+
+    return sorted(entries, key=key)
 
 
 def _aligned(
@@ -102,8 +98,8 @@ def judge_leader(
         return test
     runner_up = order[1]
     test.runner_up = runner_up.model
-    base, split = split_metric(leader.primary_metric)
-    if base not in RESAMPLED_METRICS:
+    base, split = split_metric_key(leader.primary_metric)
+    if base not in metric_names() or get_metric(base).resampled is None:
         test.skipped = f"no bootstrap for metric {leader.primary_metric}"
         return test
     if runner_up.primary_metric != leader.primary_metric:

@@ -1,4 +1,5 @@
-"""Published numbers to show beside our own runs: `suites/references.yaml`, one entry per number.
+"""Published numbers to show beside our own runs: `harness/report/references.yaml` (shipped
+with the package), or a file of the user's, one entry per number.
 
 Each entry: model, task, split, metric, value (percent), source. A reference is never
 mixed into our statistics; it is shown as a row marked "not run here", with its source.
@@ -10,10 +11,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import REPO_ROOT, read_yaml
 from harness.errors import InputError
+from harness.yaml_io import read_yaml
 
-BUILTIN_REFERENCES = REPO_ROOT / "suites" / "references.yaml"
+BUILTIN_REFERENCES = Path(__file__).resolve().parent / "references.yaml"
 FIELDS = ("model", "task", "split", "metric", "value", "source")
 
 
@@ -33,7 +34,7 @@ def load_references(path: Path) -> list[Reference]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise InputError(path, "a references file is a list of entries", "see suites/references.yaml")
+        raise InputError(path, "a references file is a list of entries", "see harness/report/references.yaml")
     found = []
     for index, entry in enumerate(raw):
         if not isinstance(entry, dict):

@@ -16,6 +16,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from harness.report.build import Report
+from harness.strict_json import json_safe
 
 TEMPLATES = Path(__file__).parent / "templates"
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&$])")
@@ -156,17 +157,6 @@ def _environment(autoescape: bool) -> Environment:
     return env
 
 
-def _json_safe(value):
-    """NaN and infinities become null (JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def render_markdown(report: Report) -> str:
     return _environment(autoescape=False).get_template("leaderboard.md.j2").render(r=report)
 
@@ -177,7 +167,7 @@ def render_html(report: Report) -> str:
     env = _environment(autoescape=True)
     return env.get_template("index.html.j2").render(
         r=report,
-        figures=_json_safe(report.figures),
+        figures=json_safe(report.figures),
         plotly_js=get_plotlyjs() if report.figures else "",
     )
 
@@ -196,7 +186,7 @@ def write_report(report: Report, out: Path) -> list[Path]:
         for kind, figure_id in task.figures.items():
             path = out / "plots" / f"{_file_name(task.name)}-{kind}.json"
             path.parent.mkdir(exist_ok=True)
-            path.write_text(json.dumps(_json_safe(report.figures[figure_id]), indent=1), encoding="utf-8")
+            path.write_text(json.dumps(json_safe(report.figures[figure_id]), indent=1), encoding="utf-8")
             written.append(path)
     return written
 

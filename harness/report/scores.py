@@ -1,11 +1,10 @@
-"""Seeds pooled into one entry per (task, model), and the GLUE score by the official rule.
+"""Seeds pooled into one entry per (task, model), and group scores (GLUE's) by their rule.
 
-The GLUE score (Wang et al. 2018, and the gluebenchmark.com leaderboard) is the
-unweighted mean over tasks of a per-task score, where a task with several metrics
-counts once with the mean of its metrics: MRPC and QQP mean(F1, accuracy), STS-B
-mean(Pearson, Spearman), MNLI mean(matched, mismatched accuracy); CoLA is Matthews
-correlation, the rest accuracy. GLUE-9 is all nine tasks, GLUE-8 leaves out WNLI.
-A score over fewer tasks is returned as partial, with the tasks it lacks.
+A group score is data (`GroupSpec`, from `<tasks dir>/groups/<name>.yaml`, carried in each
+record): a member's task score is the unweighted mean of its listed metrics (GLUE: MRPC
+and QQP mean(F1, accuracy), STS-B mean(Pearson, Spearman), MNLI mean(matched, mismatched
+accuracy)); each named score (GLUE-9, GLUE-8) is the unweighted mean of its members' task
+scores. A score over fewer members is returned as partial, with the members it lacks.
 """
 
 from __future__ import annotations
@@ -13,27 +12,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.config import GroupSpec
 from harness.report.stats import Estimate, t_interval
-
-GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
-GLUE_8_TASKS = tuple(task for task in GLUE_TASKS if task != "wnli")
-GLUE_TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "cola": ("matthews_correlation",),
-    "sst2": ("accuracy",),
-    "mrpc": ("f1", "accuracy"),
-    "qqp": ("f1", "accuracy"),
-    "stsb": ("pearson", "spearmanr"),
-    "mnli": ("accuracy_matched", "accuracy_mismatched"),
-    "qnli": ("accuracy",),
-    "rte": ("accuracy",),
-    "wnli": ("accuracy",),
-}
-# Published tables sometimes give only the task score (MNLI as the mean of m and mm).
-GLUE_TASK_SCORE_ALIASES = {"mnli": ("accuracy_mean_m_mm",)}
 
 COST_COLUMNS = (
     "train_examples_per_s",
@@ -48,24 +32,24 @@ def _finite(value) -> bool:
     return value is not None and isinstance(value, int | float) and math.isfinite(value)
 
 
-def glue_task_score(task: str, metrics: Mapping[str, float | None]) -> float | None:
-    """One task's GLUE score from its metrics (percent), or None when a metric is missing."""
-    keys = GLUE_TASK_METRICS.get(task)
+def member_score(group: GroupSpec, task: str, metrics: Mapping[str, float | None]) -> float | None:
+    """One member's task score from its metrics (percent), or None when a metric is missing."""
+    keys = group.members.get(task)
     if keys is None:
         return None
     values = [metrics.get(key) for key in keys]
     if all(_finite(value) for value in values):
         return sum(values) / len(values)
-    for alias in GLUE_TASK_SCORE_ALIASES.get(task, ()):
+    for alias in group.aliases.get(task, ()):
         if _finite(metrics.get(alias)):
             return float(metrics[alias])
     return None
 
 
 @dataclass(frozen=True)
-class GlueScore:
-    name: str  # "GLUE-9" or "GLUE-8"
-    value: float | None  # mean over the tasks present
+class GroupScore:
+    name: str  # e.g. "GLUE-9"
+    value: float | None  # mean over the members present
     present: tuple[str, ...]
     missing: tuple[str, ...]
 
@@ -85,12 +69,19 @@ class GlueScore:
         return f"partial: {len(self.present)}/{self.total}, missing {', '.join(self.missing)}"
 
 
-def glue_score(task_scores: Mapping[str, float | None], tasks: tuple[str, ...] = GLUE_TASKS) -> GlueScore:
-    name = f"GLUE-{len(tasks)}"
-    present = tuple(task for task in tasks if _finite(task_scores.get(task)))
-    missing = tuple(task for task in tasks if task not in present)
+def score_over(name: str, members: tuple[str, ...], task_scores: Mapping[str, float | None]) -> GroupScore:
+    present = tuple(task for task in members if _finite(task_scores.get(task)))
+    missing = tuple(task for task in members if task not in present)
     value = sum(task_scores[task] for task in present) / len(present) if present else None
-    return GlueScore(name, value, present, missing)
+    return GroupScore(name, value, present, missing)
+
+
+def group_scores(
+    group: GroupSpec, metrics_by_task: Mapping[str, Mapping[str, float | None]]
+) -> dict[str, GroupScore]:
+    """Every named score of the group (GLUE-9, GLUE-8) from one model's metrics per task."""
+    task_scores = {task: member_score(group, task, metrics_by_task.get(task, {})) for task in group.members}
+    return {name: score_over(name, tuple(members), task_scores) for name, members in group.scores.items()}
 
 
 # --------------------------------------------------------------------------- seeds pooled
@@ -187,16 +178,3 @@ def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | No
             )
         )
     return entries
-
-
-@dataclass
-class GlueRow:
-    task_scores: dict[str, float | None] = field(default_factory=dict)
-    glue9: GlueScore | None = None
-    glue8: GlueScore | None = None
-
-
-def glue_row(metrics_by_task: Mapping[str, Mapping[str, float | None]]) -> GlueRow:
-    """GLUE-9 and GLUE-8 of one model from its (seed-averaged) metrics per task."""
-    scores = {task: glue_task_score(task, metrics_by_task.get(task, {})) for task in GLUE_TASKS}
-    return GlueRow(scores, glue_score(scores, GLUE_TASKS), glue_score(scores, GLUE_8_TASKS))

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from harness.tasks.metrics import get_metric
+
 CONFIDENCE = 0.95
 
 
@@ -52,63 +54,6 @@ def t_interval(values: Sequence[float | None], confidence: float = CONFIDENCE) -
     return Estimate(mean, half, n)
 
 
-# --------------------------------------------------------------------------- metrics on resamples
-# Each takes predictions and labels of shape (resamples, examples) and returns (resamples,),
-# in percent like harness.tasks.metrics.
-
-
-def _accuracy(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
-    return 100.0 * (pred == label).mean(axis=1)
-
-
-def _binary_counts(pred: np.ndarray, label: np.ndarray):
-    p, y = pred == 1, label == 1
-    tp = (p & y).sum(axis=1).astype(float)
-    fp = (p & ~y).sum(axis=1).astype(float)
-    fn = (~p & y).sum(axis=1).astype(float)
-    tn = (~p & ~y).sum(axis=1).astype(float)
-    return tp, fp, fn, tn
-
-
-def _f1(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
-    tp, fp, fn, _ = _binary_counts(pred, label)
-    denominator = 2 * tp + fp + fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, 100.0 * 2 * tp / denominator, 0.0)
-
-
-def _matthews(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
-    if max(int(pred.max(initial=0)), int(label.max(initial=0))) > 1:
-        from sklearn.metrics import matthews_corrcoef
-
-        return np.array([100.0 * matthews_corrcoef(y, p) for p, y in zip(pred, label, strict=True)])
-    tp, fp, fn, tn = _binary_counts(pred, label)
-    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, 100.0 * (tp * tn - fp * fn) / denominator, 0.0)
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    x = x - x.mean(axis=1, keepdims=True)
-    y = y - y.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, 100.0 * (x * y).sum(axis=1) / denominator, np.nan)
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return _pearson(stats.rankdata(x, axis=1), stats.rankdata(y, axis=1))
-
-
-RESAMPLED_METRICS = {
-    "accuracy": _accuracy,
-    "f1": _f1,
-    "matthews_correlation": _matthews,
-    "pearson": _pearson,
-    "spearmanr": _spearman,
-}
-
-
 @dataclass(frozen=True)
 class BootstrapResult:
     delta: float  # A - B on the real examples (points)
@@ -132,7 +77,9 @@ def paired_bootstrap(
 
     All arrays are aligned: element i of every array is the same example.
     """
-    function = RESAMPLED_METRICS[metric]
+    function = get_metric(metric).resampled
+    if function is None:
+        raise ValueError(f"metric {metric!r} has no resampled form for the bootstrap")
     labels = np.asarray(labels)
     n = len(labels)
     if n == 0 or not predictions_a or not predictions_b:

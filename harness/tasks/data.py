@@ -1,10 +1,18 @@
-"""Load a task's splits with Hugging Face `datasets`, from the Hub or a local mirror.
+"""Load a task's splits with Hugging Face `datasets`: from the Hub, a local mirror, or local files.
 
-One code path serves both: a task names a Hub dataset id (`nyu-mll/glue`,
+One code path serves all three: a task names a Hub dataset id (`nyu-mll/glue`,
 config `sst2`); when `HARNESS_DATA_DIR` (or `--data-dir`) points at a folder laid
 out like the Hub's parquet exports (`<dir>/hf/datasets/<id>/<config>/<split>-*.parquet`)
 and that folder holds the dataset, `datasets.load_dataset` reads the folder instead.
-Either way the rows come back as `Examples`: one or two texts and a label.
+A task on local files (`format: csv | json | parquet` with `data_files`) goes through
+`datasets`' own builders for those formats. Either way the rows come back as
+`Examples`: one or two texts and a label id (or a score for regression).
+
+Labels: integer ids are used as they are (GLUE's ClassLabels); string labels are mapped
+by the task's `label_map`, or else by the sorted set of the training split's labels,
+and the names by id travel with the data into the record. A problem the user can fix
+(a missing column, an empty text, a label the mapping does not know, a file that is not
+UTF-8) is an `InputError` naming the task file, the field and the fix.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.config import DatasetSource, TaskSpec, TrainingSettings
-from harness.errors import DataMissingError
+from harness.errors import DataMissingError, InputError
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 SUBSET_SEED = 0  # one fixed shuffle for subsets, so every seed of a suite sees the same data
@@ -61,7 +69,7 @@ class TaskData:
     holdout: Examples | None  # monitors early stopping; carved out of train
     eval: dict[str, Examples]  # evaluation name ("" when single) → rows
     num_labels: int  # 1 for regression
-    label_names: list[str] | None
+    label_names: list[str] | None  # class names by id, when known
 
 
 def data_dir(explicit: str | None = None) -> Path | None:
@@ -78,54 +86,145 @@ def resolve_source(source: DatasetSource, mirror: Path | None) -> str:
     return source.path
 
 
+def _where(task: TaskSpec) -> str:
+    """How an error names the task: its dataset, or its data files."""
+    return f"task {task.name} ({task.dataset.describe()})"
+
+
 def load_split(task: TaskSpec, split: str, mirror: Path | None):
     import datasets
 
-    where = resolve_source(task.dataset, mirror)
+    source = task.dataset
+    if source.format is not None:
+        try:
+            return datasets.load_dataset(source.format, data_files=source.data_files, split=split)
+        except UnicodeDecodeError as error:
+            raise InputError(
+                f"{_where(task)}",
+                f"a data file is not UTF-8 (byte {error.start})",
+                "save it as UTF-8",
+                "dataset.data_files",
+            ) from None
+        except (ValueError, KeyError, FileNotFoundError) as error:
+            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+            raise InputError(
+                _where(task),
+                f"split {split!r} could not be read: {reason}",
+                f"name one of the data_files splits {sorted(source.data_files or {})} in `splits`",
+                "splits",
+            ) from None
+        except Exception as error:  # the csv/json parsers raise their own types for bad files
+            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+            raise InputError(
+                _where(task),
+                f"split {split!r} is not readable {source.format}: {reason}",
+                f"check the file is valid {source.format}",
+                "dataset.data_files",
+            ) from None
+    where = resolve_source(source, mirror)
     try:
-        return datasets.load_dataset(
-            where, task.dataset.name, split=split, revision=task.dataset.revision
-        )
+        return datasets.load_dataset(where, source.name, split=split, revision=source.revision)
     except Exception as error:  # datasets raises many types for "not there"
-        reason = (
-            str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-        )
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         origin = (
             f"the local mirror {where}"
-            if where != task.dataset.path
-            else (
-                f"the Hugging Face Hub (no mirror holds it{'' if mirror is None else f' under {mirror}'})"
-            )
+            if where != source.path
+            else f"the Hugging Face Hub (no mirror holds it{'' if mirror is None else f' under {mirror}'})"
         )
         raise DataMissingError(
-            f"task {task.name}: split {split!r} of {task.dataset.path} "
-            f"(config {task.dataset.name}) could not be loaded from {origin}: {reason}. "
+            f"task {task.name}: split {split!r} of {source.path} "
+            f"(config {source.name}) could not be loaded from {origin}: {reason}. "
             f"Fix: point {DATA_DIR_ENV} or --data-dir at a folder laid out as "
-            f"hf/datasets/{task.dataset.path}/{task.dataset.name}/<split>-*.parquet that has "
+            f"hf/datasets/{source.path}/{source.name}/<split>-*.parquet that has "
             "this split, or run where the Hub is reachable."
         ) from None
 
 
-def to_examples(task: TaskSpec, dataset, split: str) -> Examples:
+def _texts(task: TaskSpec, table, field: str, split: str) -> list[str]:
+    texts = table.column(field).to_pylist()
+    for row, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(
+                _where(task),
+                f"split {split!r} row {row} has an empty text in column {field!r}",
+                "drop or fill the rows without text",
+                "text_fields",
+            )
+    return texts
+
+
+class LabelCoder:
+    """Raw labels of a split → class ids, by the task's `label_map`, its ids, or the sorted
+    set of the training split's string labels; and the class names by id."""
+
+    def __init__(self, task: TaskSpec, train_strings: list[str], feature_names: list[str]):
+        self.task = task
+        self.mapping: dict[str, int] | None = None
+        if task.label_map is not None:
+            self.mapping = dict(task.label_map)
+            by_id = sorted(task.label_map.items(), key=lambda item: item[1])
+            self.names = list(dict.fromkeys(name for name, _ in by_id))
+        elif train_strings:
+            self.mapping = {name: index for index, name in enumerate(sorted(set(train_strings)))}
+            self.names = list(self.mapping)
+        else:
+            self.names = list(task.label_names or feature_names)
+
+    def encode(self, labels: list, split: str) -> np.ndarray:
+        if self.mapping is None:
+            if any(isinstance(v, str) for v in labels):
+                raise InputError(
+                    _where(self.task),
+                    f"split {split!r} has string labels where the training split has ids",
+                    "use one kind of label in every split, or set label_map",
+                    self.task.label_field,
+                )
+            return np.asarray(labels, dtype=np.int64)
+        keys = [v if isinstance(v, str) else str(v) for v in labels]
+        unknown = sorted(set(keys) - set(self.mapping))
+        if unknown:
+            known = ", ".join(self.mapping)
+            if self.task.label_map is not None:
+                raise InputError(
+                    _where(self.task),
+                    f"split {split!r} has label(s) {unknown} that label_map does not name",
+                    f"add them to label_map (it has {known}) or fix the data",
+                    "label_map",
+                )
+            raise InputError(
+                _where(self.task),
+                f"split {split!r} has label(s) {unknown} that the training split never has",
+                f"add training rows with those labels, or set label_map (train has {known})",
+                self.task.label_field,
+            )
+        return np.array([self.mapping[key] for key in keys], dtype=np.int64)
+
+
+def to_examples(task: TaskSpec, dataset, split: str, coder: LabelCoder | None) -> Examples:
     """Rows as `Examples`; columns are read through Arrow at once, not row by row."""
     missing = [f for f in [*task.text_fields, task.label_field] if f not in dataset.column_names]
     if missing:
-        raise DataMissingError(
-            f"task {task.name}: split {split!r} has no column(s) {missing}; it has "
-            f"{dataset.column_names}. Fix text_fields/label_field in the task YAML."
+        raise InputError(
+            _where(task),
+            f"split {split!r} has no column(s) {missing}; it has {dataset.column_names}",
+            "fix text_fields / label_field in the task file",
+            "text_fields" if set(missing) - {task.label_field} else "label_field",
         )
     table = dataset.with_format("arrow")[:]
-    dtype = np.float32 if task.problem_type == "regression" else np.int64
-    labels = table.column(task.label_field).to_numpy().astype(dtype)
-    if task.problem_type == "classification" and len(labels) and labels.min() < 0:
-        raise DataMissingError(
-            f"task {task.name}: split {split!r} has unlabelled rows (label -1, a hidden test "
-            "split); evaluate on a labelled split or a slice of train such as 'train[-10%:]'."
-        )
+    raw_labels = table.column(task.label_field).to_pylist()
+    if task.problem_type == "regression":
+        labels = np.asarray(raw_labels, dtype=np.float32)
+    else:
+        labels = coder.encode(raw_labels, split)
+        if len(labels) and labels.min() < 0:
+            raise DataMissingError(
+                f"task {task.name}: split {split!r} has unlabelled rows (label -1, a hidden test "
+                "split); evaluate on a labelled split or a slice of train such as 'train[-10%:]'."
+            )
     has_idx = "idx" in table.column_names
     return Examples(
-        text_a=table.column(task.text_fields[0]).to_pylist(),
-        text_b=table.column(task.text_fields[1]).to_pylist() if task.is_pair else None,
+        text_a=_texts(task, table, task.text_fields[0], split),
+        text_b=_texts(task, table, task.text_fields[1], split) if task.is_pair else None,
         labels=labels,
         row_ids=table.column("idx").to_numpy() if has_idx else np.arange(len(labels)),
     )
@@ -145,28 +244,46 @@ def split_holdout(examples: Examples, fraction: float) -> tuple[Examples, Exampl
     return examples.take(np.sort(order[size:])), examples.take(np.sort(order[:size]))
 
 
-def load_task_data(
-    task: TaskSpec, training: TrainingSettings, explicit_dir: str | None
-) -> TaskData:
+def check_local_files(task: TaskSpec, task_file: Path) -> None:
+    """Read a local-file task's splits once while the suite is validated, so a bad file
+    (a missing column, an empty text, an unknown label, not UTF-8) is one line and exit 2
+    before any cell trains, not a failed cell later. `datasets` caches what it read."""
+    try:
+        load_task_data(task, TrainingSettings(), None)
+    except InputError as error:
+        error.where = task_file
+        raise
+
+
+def load_task_data(task: TaskSpec, training: TrainingSettings, explicit_dir: str | None) -> TaskData:
     mirror = data_dir(explicit_dir)
     train_raw = load_split(task, task.splits.train, mirror)
-    label_names = None
+    coder = None
     if task.problem_type == "classification":
-        feature = train_raw.features[task.label_field]
-        label_names = list(getattr(feature, "names", []) or [])
-    train = fixed_subset(
-        to_examples(task, train_raw, task.splits.train), training.max_train_examples
-    )
+        feature = train_raw.features.get(task.label_field)
+        names = list(getattr(feature, "names", []) or [])
+        strings = train_raw[task.label_field] if getattr(feature, "dtype", None) == "string" else []
+        coder = LabelCoder(task, strings, names)
+    train = fixed_subset(to_examples(task, train_raw, task.splits.train, coder), training.max_train_examples)
     if task.problem_type == "regression":
-        num_labels = 1
+        num_labels, label_names = 1, None
     else:
+        label_names = coder.names or None
         num_labels = len(label_names) if label_names else int(train.labels.max()) + 1
+        too_high = int(train.labels.max(initial=0)) >= num_labels
+        if too_high:
+            raise InputError(
+                _where(task),
+                f"label id {int(train.labels.max())} but only {num_labels} label names",
+                "fix label_names",
+                "label_names",
+            )
     holdout = None
     if training.early_stopping_patience is not None:
         train, holdout = split_holdout(train, training.holdout_fraction)
     evaluation = {
         name: fixed_subset(
-            to_examples(task, load_split(task, split, mirror), split), training.max_eval_examples
+            to_examples(task, load_split(task, split, mirror), split, coder), training.max_eval_examples
         )
         for name, split in task.splits.eval_splits().items()
     }

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from harness.config import CellSpec
 from harness.errors import InputError
-from harness.executors import CellFailure, Executor, _throttled, describe
+from harness.executors.base import CellFailure, Executor, describe, throttled
 
 if TYPE_CHECKING:
     from harness.cell import CellResult
@@ -53,7 +53,7 @@ def _cell_task(spec_json: str, run_id: str, channel) -> CellResult | CellFailure
 
     send(("started", spec.cell_id, os.getpid()))
     try:
-        return run_cell(spec, run_id, _throttled(lambda p: send(("progress", spec.cell_id, p))))
+        return run_cell(spec, run_id, throttled(lambda p: send(("progress", spec.cell_id, p))))
     except Exception as error:
         return CellFailure(describe(error), traceback.format_exc())
 
