@@ -22,7 +22,7 @@ from _publish import publish
 
 from harness.cell import run_cell
 from harness.compare import Thresholds, compare
-from harness.config import expand_cells, load_suite
+from harness.planning import expand_cells, load_suite
 
 SUITE = Path(__file__).resolve().parents[1] / "suites" / "ci-regression.yaml"
 

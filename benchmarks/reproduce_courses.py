@@ -37,11 +37,11 @@ import pandas as pd
 import yaml
 from rich.console import Console
 
-from harness.config import REPO_ROOT
 from harness.errors import InputError
 from harness.runner import run_suite
 from harness.store import Store, load_records
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SUITE = REPO_ROOT / "suites" / "reproduce-courses.yaml"
 STORE = REPO_ROOT / "results" / "reproduce-courses" / "harness.db"
 SMOKE_STORE = REPO_ROOT / "results" / "reproduce-courses-smoke" / "harness.db"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from harness.cell import run_cell
-from harness.config import BUILTIN_TASK_DIR, CellSpec, ModelSpec, TrainingSettings, load_task
+from harness.config import CellSpec, ModelSpec, TrainingSettings
 from harness.models.hf import resolve_pretrained
+from harness.tasks.registry import BUILTIN_DIR as BUILTIN_TASK_DIR
+from harness.tasks.registry import load_task
 
 
 def cell(seed: int, data_dir, **training) -> CellSpec:

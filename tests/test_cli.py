@@ -12,7 +12,7 @@ import sys
 import pandas as pd
 import pytest
 
-from harness.store import load_records
+from harness.store import Store, load_records
 
 TINY = """
 name: tiny
@@ -70,9 +70,7 @@ def test_run_trains_every_cell_and_stores_records(tiny_run):
     assert set(records["task"]) == {"sst2", "rte", "stsb"}
     assert set(records["model"]) == {"cnn", "minilm", "tiny-bert"}
     for _, row in records.iterrows():
-        expected = {"sst2": {"accuracy"}, "rte": {"accuracy"}, "stsb": {"pearson", "spearmanr"}}[
-            row["task"]
-        ]
+        expected = {"sst2": {"accuracy"}, "rte": {"accuracy"}, "stsb": {"pearson", "spearmanr"}}[row["task"]]
         assert set(row["metrics"]) == expected
         fine_tuned_on_more = row["task"] == "sst2" and row["model"] == "minilm"
         assert row["train_examples"] == (480 if fine_tuned_on_more else 160)
@@ -82,9 +80,8 @@ def test_run_trains_every_cell_and_stores_records(tiny_run):
         assert row["cuda_peak_allocated_mb"] is None or math.isnan(row["cuda_peak_allocated_mb"])
         assert row["git_commit"] is None or len(row["git_commit"]) == 40
         assert row["versions"]["torch"]
-        predictions = pd.read_parquet(
-            store.parent / "runs" / row["run_id"] / "predictions" / f"{row['cell_id']}.parquet"
-        )
+        with Store(store, create=False) as db:
+            predictions = db.predictions(row["run_id"], row["cell_id"])
         assert len(predictions) == row["eval_examples"]
     accuracies = records[records.task == "sst2"].set_index("model")["metric.accuracy"]
     assert accuracies["minilm"] > 62  # pretrained MiniLM learns SST-2 from 480 sentences (chance ≈ 50 ± 3.5)
@@ -112,9 +109,7 @@ def test_list_and_export(tiny_run):
     csv = harness("export", run_id, "--format", "csv", "--store", str(store))
     frame = pd.read_csv(io.StringIO(csv.stdout))
     assert len(frame) == 9 and "metric.accuracy" in frame and "metric.pearson" in frame
-    exported = json.loads(
-        harness("export", run_id, "--format", "json", "--store", str(store)).stdout
-    )
+    exported = json.loads(harness("export", run_id, "--format", "json", "--store", str(store)).stdout)
     assert {record["cell_id"] for record in exported} == set(frame["cell_id"])
     assert all("metrics" in record for record in exported)
 
@@ -157,9 +152,7 @@ def test_failed_cells_are_recorded_and_resume_finishes_them(tmp_path, data_dir):
         "training: {epochs: 1, max_seq_length: 64, max_train_examples: 100, max_eval_examples: 50}\n"
     )
     store = tmp_path / "harness.db"
-    first = harness(
-        "run", str(suite), "--store", str(store), "--data-dir", str(tmp_path / "mirror")
-    )
+    first = harness("run", str(suite), "--store", str(store), "--data-dir", str(tmp_path / "mirror"))
     assert first.returncode == 1, first.stdout + first.stderr
     records = load_records(store).set_index("task")
     assert records.loc["sst2", "status"] == "ok"
@@ -194,4 +187,3 @@ def test_model_filter_runs_one_model_and_resume_adds_another_to_the_same_run(tmp
     assert second.returncode == 0, second.stdout + second.stderr
     records = load_records(store)
     assert sorted(records["model"]) == ["narrow", "wide"] and records["run_id"].nunique() == 1
-

@@ -14,8 +14,10 @@ import pytest
 
 from harness.cell import run_cell
 from harness.compare import Thresholds, compare, has_regression, load_side, save_baseline
-from harness.config import BUILTIN_TASK_DIR, CellSpec, ModelSpec, TrainingSettings, load_task
+from harness.config import CellSpec, ModelSpec, TrainingSettings
 from harness.store import Store
+from harness.tasks.registry import BUILTIN_DIR as BUILTIN_TASK_DIR
+from harness.tasks.registry import load_task
 
 SEEDS = range(6)
 

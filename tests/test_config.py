@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import (
-    BUILTIN_TASK_DIR,
-    available_tasks,
-    expand_cells,
-    load_suite,
-    load_task,
-)
 from harness.errors import InputError
+from harness.planning import expand_cells, load_suite
+from harness.tasks.registry import available_tasks, builtin_task, load_task
 
 GLUE = {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
 
@@ -30,20 +25,20 @@ training: {epochs: 2, learning_rate: 0.001}
 def test_every_glue_task_and_imdb_is_a_yaml_file():
     tasks = available_tasks()
     assert GLUE | {"imdb"} <= set(tasks)
-    for name, path in tasks.items():
-        task = load_task(path)
+    for name, found in tasks.items():
+        task = load_task(found.path)
         assert task.name == name
         assert task.primary_metric in task.metric_keys()
 
 
 def test_task_facts_follow_glue():
-    mnli = load_task(BUILTIN_TASK_DIR / "mnli.yaml")
+    mnli = builtin_task("mnli")
     assert mnli.metric_keys() == ["accuracy_matched", "accuracy_mismatched"]
     assert mnli.is_pair
-    assert load_task(BUILTIN_TASK_DIR / "cola.yaml").metrics == ["matthews_correlation"]
-    assert load_task(BUILTIN_TASK_DIR / "mrpc.yaml").metrics == ["f1", "accuracy"]
-    assert load_task(BUILTIN_TASK_DIR / "qqp.yaml").metrics == ["f1", "accuracy"]
-    stsb = load_task(BUILTIN_TASK_DIR / "stsb.yaml")
+    assert builtin_task("cola").metrics == ["matthews_correlation"]
+    assert builtin_task("mrpc").metrics == ["f1", "accuracy"]
+    assert builtin_task("qqp").metrics == ["f1", "accuracy"]
+    stsb = builtin_task("stsb")
     assert stsb.problem_type == "regression" and stsb.metrics == ["pearson", "spearmanr"]
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.config import BUILTIN_TASK_DIR, DatasetSource, TaskSpec, TrainingSettings, load_task
+from harness.config import DatasetSource, TaskSpec, TrainingSettings
 from harness.errors import DataMissingError
 from harness.tasks.data import load_task_data, resolve_source
+from harness.tasks.registry import builtin_task
 
 
 def task(name: str, **overrides) -> TaskSpec:
-    base = load_task(BUILTIN_TASK_DIR / f"{name}.yaml")
+    base = builtin_task(name)
     return TaskSpec.model_validate({**base.model_dump(), **overrides})
 
 
@@ -71,9 +72,7 @@ def test_stsb_labels_are_float_scores(data_dir):
 
 def test_missing_split_says_which_where_and_how_to_fix(data_dir):
     with pytest.raises(DataMissingError) as caught:
-        load_task_data(
-            task("qnli"), TrainingSettings(), str(data_dir)
-        )  # the mirror lacks QNLI train
+        load_task_data(task("qnli"), TrainingSettings(), str(data_dir))  # the mirror lacks QNLI train
     message = str(caught.value)
     assert "split 'train'" in message and "nyu-mll/glue" in message and "qnli" in message
     assert "HARNESS_DATA_DIR" in message and "--data-dir" in message
@@ -92,6 +91,4 @@ def test_hub_id_is_used_when_no_mirror_has_the_dataset(data_dir, tmp_path):
     source = DatasetSource(path="nyu-mll/glue", name="sst2")
     assert resolve_source(source, None) == "nyu-mll/glue"
     assert resolve_source(source, tmp_path) == "nyu-mll/glue"
-    assert resolve_source(source, data_dir) == str(
-        data_dir / "hf" / "datasets" / "nyu-mll" / "glue"
-    )
+    assert resolve_source(source, data_dir) == str(data_dir / "hf" / "datasets" / "nyu-mll" / "glue")

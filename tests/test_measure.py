@@ -17,11 +17,14 @@ import torch
 from torch import nn
 
 from harness.batching import Encoded
-from harness.config import BUILTIN_TASK_DIR, CellSpec, ModelSpec, TrainingSettings, load_task
-from harness.executors import CellFailure, run_local
+from harness.config import CellSpec, ModelSpec, TrainingSettings
+from harness.executors.base import CellFailure
+from harness.executors.local import run_local
 from harness.models import registry
 from harness.profile import cpu_tensor_peak_mb, growth_exponent
 from harness.store import Store, load_records
+from harness.tasks.registry import BUILTIN_DIR as BUILTIN_TASK_DIR
+from harness.tasks.registry import load_task
 from harness.train import train
 
 

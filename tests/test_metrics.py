@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from harness.config import BUILTIN_TASK_DIR, TrainingSettings, load_task
+from harness.config import TrainingSettings
 from harness.tasks.data import load_task_data
 from harness.tasks.metrics import compute_metrics
+from harness.tasks.registry import builtin_task
 
 
 def test_hand_checked_values():
@@ -39,7 +40,7 @@ def test_suffix_names_metrics_per_eval_split():
 
 
 def _dev_labels(task_name: str, data_dir) -> np.ndarray:
-    task = load_task(BUILTIN_TASK_DIR / f"{task_name}.yaml")
+    task = builtin_task(task_name)
     data = load_task_data(task, TrainingSettings(max_train_examples=10), str(data_dir))
     return data.eval[""].labels
 
@@ -56,10 +57,7 @@ def test_constant_predictor_floors_on_real_dev_sets(data_dir):
     assert got["f1"] == pytest.approx(81.22, abs=0.005)
 
     cola = _dev_labels("cola", data_dir)
-    assert (
-        compute_metrics(["matthews_correlation"], np.ones_like(cola), cola)["matthews_correlation"]
-        == 0.0
-    )
+    assert compute_metrics(["matthews_correlation"], np.ones_like(cola), cola)["matthews_correlation"] == 0.0
 
     stsb = _dev_labels("stsb", data_dir)
     got = compute_metrics(["pearson", "spearmanr"], np.full_like(stsb, 2.5), stsb)

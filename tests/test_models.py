@@ -19,7 +19,7 @@ from torch import nn
 
 from harness.batching import collate, encode
 from harness.cell import seed_everything
-from harness.config import BUILTIN_TASK_DIR, ModelSpec, TrainingSettings, load_task
+from harness.config import ModelSpec, TrainingSettings
 from harness.models.registry import TaskInfo, get_adapter
 from harness.models.transformer import (
     MultiHeadSelfAttention,
@@ -28,6 +28,8 @@ from harness.models.transformer import (
     sinusoidal_positions,
 )
 from harness.tasks.data import Examples, load_task_data
+from harness.tasks.registry import BUILTIN_DIR as BUILTIN_TASK_DIR
+from harness.tasks.registry import load_task
 from harness.train import predict, to_predictions, train
 
 MAX_LEN = 64

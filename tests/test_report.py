@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.config import CellSpec, ModelSpec, TrainingSettings, available_tasks, load_task
+from harness.config import CellSpec, ModelSpec, TrainingSettings
 from harness.report.references import BUILTIN_REFERENCES, load_references
-from harness.report.scores import GLUE_8_TASKS, glue_row, glue_score
+from harness.report.scores import group_scores, score_over
 from harness.report.stats import paired_bootstrap, t_interval
 from harness.store import Store, load_records
+from harness.tasks.registry import BUILTIN_DIR, builtin_task, load_group
 
 EVIL = "<img src=x onerror=alert(1)>"
+GLUE = load_group(BUILTIN_DIR / "groups" / "glue.yaml")
 TASKS = ("sst2", "mrpc", "stsb")
 SEEDS = (0, 1)
 MODELS = (
@@ -63,7 +65,7 @@ def store_path(tmp_path_factory, data_dir) -> Path:
     store.start_run("run-tiny", "tiny", "tiny.yaml", len(TASKS) * len(MODELS) * len(SEEDS))
     try:
         for name in TASKS:
-            task = load_task(available_tasks()[name])
+            task = builtin_task(name)
             for model in MODELS:
                 for seed in SEEDS:
                     spec = CellSpec(
@@ -75,6 +77,7 @@ def store_path(tmp_path_factory, data_dir) -> Path:
                         device="cpu",
                         threads=1,
                         data_dir=str(data_dir),
+                        group=GLUE,
                     )
                     result = run_cell(spec, "run-tiny")
                     store.write_cell(result.record, result.predictions)
@@ -233,17 +236,18 @@ def test_glue_score_reproduces_the_glue_papers_bilstm_average():
     for reference in references:
         if reference.split == "validation" and reference.task != "glue":
             dev.setdefault(reference.task, {})[reference.metric] = reference.value
-    row = glue_row(dev)
+    scores = group_scores(GLUE, dev)
+    glue9, glue8 = scores["GLUE-9"], scores["GLUE-8"]
     published = next(r.value for r in references if r.metric == "glue_score")
     # (17.6 + 87.5 + (85.1+77.9)/2 + (82.0+85.3)/2 + (71.6+72.0)/2 + 66.7 + 77.0 + 58.5 + 56.3) / 9 = 66.73
-    assert not row.glue9.partial and row.glue9.present == tuple(row.task_scores)
-    assert abs(row.glue9.value - published) <= 0.1 and f"{row.glue9.value:.1f}" == "66.7"
-    assert f"{row.glue8.value:.1f}" == "68.0" and not row.glue8.partial  # without WNLI
+    assert not glue9.partial and glue9.present == tuple(GLUE.members)
+    assert abs(glue9.value - published) <= 0.1 and f"{glue9.value:.1f}" == "66.7"
+    assert f"{glue8.value:.1f}" == "68.0" and not glue8.partial  # without WNLI
 
 
 def test_partial_glue_score_is_marked():
     scores = {"cola": 30.0, "sst2": 90.0, "mrpc": 80.0, "stsb": 70.0, "rte": 60.0, "wnli": 50.0}
-    partial = glue_score(scores, GLUE_8_TASKS)
+    partial = score_over("GLUE-8", tuple(GLUE.scores["GLUE-8"]), scores)
     assert partial.partial and partial.value == pytest.approx(66.0)
     assert partial.note == "partial: 5/8, missing qqp, mnli, qnli"
 

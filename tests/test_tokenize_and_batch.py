@@ -6,16 +6,15 @@ import numpy as np
 
 from harness import vocab
 from harness.batching import collate, encode, eval_batches, train_batches
-from harness.config import BUILTIN_TASK_DIR, TrainingSettings, load_task
+from harness.config import TrainingSettings
 from harness.tasks.data import load_task_data
+from harness.tasks.registry import builtin_task
 from harness.vocab import VocabSettings, vocab_tokenizer
 
 
 def _data(name: str, data_dir, n: int = 1000):
-    task = load_task(BUILTIN_TASK_DIR / f"{name}.yaml")
-    return load_task_data(
-        task, TrainingSettings(max_train_examples=n, max_eval_examples=200), str(data_dir)
-    )
+    task = builtin_task(name)
+    return load_task_data(task, TrainingSettings(max_train_examples=n, max_eval_examples=200), str(data_dir))
 
 
 def test_vocabulary_is_trained_once_then_cached(data_dir, monkeypatch, tmp_path):
@@ -36,9 +35,7 @@ def test_vocabulary_is_trained_once_then_cached(data_dir, monkeypatch, tmp_path)
 
 def test_pairs_get_separator_and_segment_ids(data_dir):
     data = _data("mrpc", data_dir, 200)
-    tokenizer = vocab_tokenizer(
-        data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000)
-    )
+    tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000))
     encoded = encode(tokenizer, data.train, max_length=64)
     ids, types = encoded.input_ids[0], encoded.token_type_ids[0]
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
@@ -50,18 +47,14 @@ def test_pairs_get_separator_and_segment_ids(data_dir):
 
 def test_length_grouping_covers_every_row_once_and_cuts_padding(data_dir):
     data = _data("sst2", data_dir, 2000)
-    tokenizer = vocab_tokenizer(
-        data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=3000)
-    )
+    tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=3000))
     encoded = encode(tokenizer, data.train, max_length=128)
     lengths = encoded.lengths
     batches = train_batches(lengths, 32, np.random.default_rng(0))
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(encoded)))
     padded_grouped = sum(len(b) * lengths[b].max() for b in batches)
     shuffled = np.random.default_rng(0).permutation(len(lengths))
-    padded_random = sum(
-        32 * lengths[shuffled[i : i + 32]].max() for i in range(0, len(lengths), 32)
-    )
+    padded_random = sum(32 * lengths[shuffled[i : i + 32]].max() for i in range(0, len(lengths), 32))
     assert padded_grouped < 0.75 * padded_random
     # a different seed gives another order
     assert not np.array_equal(
@@ -72,9 +65,7 @@ def test_length_grouping_covers_every_row_once_and_cuts_padding(data_dir):
 
 def test_collate_pads_to_the_longest_row(data_dir):
     data = _data("sst2", data_dir, 300)
-    tokenizer = vocab_tokenizer(
-        data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000)
-    )
+    tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000))
     encoded = encode(tokenizer, data.train, max_length=128)
     batch_rows = eval_batches(encoded.lengths, 16)[-1]
     batch = collate(encoded, batch_rows)
@@ -89,9 +80,7 @@ def test_imdb_line_breaks_are_not_tokens_and_left_truncation_keeps_the_end(data_
     rows = data.train.take(np.arange(50))
     with_breaks = [i for i, text in enumerate(rows.text_a) if "<br />" in text]
     assert with_breaks, "IMDb reviews carry <br /> line breaks"
-    tokenizer = vocab_tokenizer(
-        data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=3000)
-    )
+    tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=3000))
     full = encode(tokenizer, rows, max_length=4096)
     for i in with_breaks:
         tokens = " ".join(tokenizer.convert_ids_to_tokens(full.input_ids[i]))

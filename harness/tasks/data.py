@@ -26,6 +26,7 @@ import numpy as np
 
 from harness.config import DatasetSource, TaskSpec, TrainingSettings
 from harness.errors import DataMissingError, InputError
+from harness.tasks.metrics import get_metric
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 SUBSET_SEED = 0  # one fixed shuffle for subsets, so every seed of a suite sees the same data
@@ -249,10 +250,18 @@ def check_local_files(task: TaskSpec, task_file: Path) -> None:
     (a missing column, an empty text, an unknown label, not UTF-8) is one line and exit 2
     before any cell trains, not a failed cell later. `datasets` caches what it read."""
     try:
-        load_task_data(task, TrainingSettings(), None)
+        data = load_task_data(task, TrainingSettings(), None)
     except InputError as error:
         error.where = task_file
         raise
+    binary = [m for m in task.metrics if get_metric(m).binary_only]
+    if binary and task.problem_type == "classification" and data.num_labels != 2:
+        raise InputError(
+            task_file,
+            f"metric(s) {binary} are defined for two classes and the data has {data.num_labels}",
+            "use f1_macro or f1_micro",
+            "metrics",
+        )
 
 
 def load_task_data(task: TaskSpec, training: TrainingSettings, explicit_dir: str | None) -> TaskData:
