@@ -64,7 +64,7 @@ def store_path(tmp_path_factory, data_dir) -> Path:
     store = Store(path)
     store.start_run("run-tiny", "tiny", "tiny.yaml", len(TASKS) * len(MODELS) * len(SEEDS))
     try:
-        for name in TASKS:
+        for order, name in enumerate(TASKS):
             task = builtin_task(name)
             for model in MODELS:
                 for seed in SEEDS:
@@ -78,6 +78,7 @@ def store_path(tmp_path_factory, data_dir) -> Path:
                         threads=1,
                         data_dir=str(data_dir),
                         group=GLUE,
+                        task_order=order,  # as planning numbers the suite's tasks
                     )
                     result = run_cell(spec, "run-tiny")
                     store.write_cell(result.record, result.predictions)

@@ -99,29 +99,8 @@ def load_split(task: TaskSpec, split: str, mirror: Path | None):
     if source.format is not None:
         try:
             return datasets.load_dataset(source.format, data_files=source.data_files, split=split)
-        except UnicodeDecodeError as error:
-            raise InputError(
-                f"{_where(task)}",
-                f"a data file is not UTF-8 (byte {error.start})",
-                "save it as UTF-8",
-                "dataset.data_files",
-            ) from None
-        except (ValueError, KeyError, FileNotFoundError) as error:
-            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-            raise InputError(
-                _where(task),
-                f"split {split!r} could not be read: {reason}",
-                f"name one of the data_files splits {sorted(source.data_files or {})} in `splits`",
-                "splits",
-            ) from None
-        except Exception as error:  # the csv/json parsers raise their own types for bad files
-            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-            raise InputError(
-                _where(task),
-                f"split {split!r} is not readable {source.format}: {reason}",
-                f"check the file is valid {source.format}",
-                "dataset.data_files",
-            ) from None
+        except Exception as error:  # the builders raise their own types, often wrapping the cause
+            raise _local_files_error(task, split, error) from None
     where = resolve_source(source, mirror)
     try:
         return datasets.load_dataset(where, source.name, split=split, revision=source.revision)
@@ -139,6 +118,44 @@ def load_split(task: TaskSpec, split: str, mirror: Path | None):
             f"hf/datasets/{source.path}/{source.name}/<split>-*.parquet that has "
             "this split, or run where the Hub is reachable."
         ) from None
+
+
+def _is_text_column(dataset, column: str) -> bool:
+    import pyarrow as pa
+
+    if column not in dataset.column_names:
+        return False  # to_examples names the missing column
+    kind = dataset.data.schema.field(column).type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _local_files_error(task: TaskSpec, split: str, error: BaseException) -> InputError:
+    """One line for what went wrong reading a task's own files."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, UnicodeDecodeError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, UnicodeDecodeError):
+        return InputError(
+            _where(task),
+            f"a data file is not UTF-8 (byte {cause.start})",
+            "save it as UTF-8",
+            "dataset.data_files",
+        )
+    reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    if isinstance(error, ValueError | KeyError) and "split" in reason.lower():
+        splits = sorted(task.dataset.data_files or {})
+        return InputError(
+            _where(task),
+            f"split {split!r} could not be read: {reason}",
+            f"name one of {splits} in `splits`",
+            "splits",
+        )
+    return InputError(
+        _where(task),
+        f"split {split!r} is not readable {task.dataset.format}: {reason}",
+        f"check that the files are valid {task.dataset.format}",
+        "dataset.data_files",
+    )
 
 
 def _texts(task: TaskSpec, table, field: str, split: str) -> list[str]:
@@ -249,11 +266,18 @@ def check_local_files(task: TaskSpec, task_file: Path) -> None:
     """Read a local-file task's splits once while the suite is validated, so a bad file
     (a missing column, an empty text, an unknown label, not UTF-8) is one line and exit 2
     before any cell trains, not a failed cell later. `datasets` caches what it read."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # the one line below says what failed
     try:
         data = load_task_data(task, TrainingSettings(), None)
     except InputError as error:
         error.where = task_file
         raise
+    finally:
+        datasets.logging.set_verbosity(verbosity)
     binary = [m for m in task.metrics if get_metric(m).binary_only]
     if binary and task.problem_type == "classification" and data.num_labels != 2:
         raise InputError(
@@ -271,7 +295,7 @@ def load_task_data(task: TaskSpec, training: TrainingSettings, explicit_dir: str
     if task.problem_type == "classification":
         feature = train_raw.features.get(task.label_field)
         names = list(getattr(feature, "names", []) or [])
-        strings = train_raw[task.label_field] if getattr(feature, "dtype", None) == "string" else []
+        strings = train_raw[task.label_field] if _is_text_column(train_raw, task.label_field) else []
         coder = LabelCoder(task, strings, names)
     train = fixed_subset(to_examples(task, train_raw, task.splits.train, coder), training.max_train_examples)
     if task.problem_type == "regression":

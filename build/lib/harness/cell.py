@@ -1,0 +1,188 @@
+"""One cell, start to finish: a pure function from a `CellSpec` to a record and its predictions.
+
+data → tokenizer → encoded batches → model (seeded) → train → evaluate → measure.
+A cell never touches another cell's state or the store; the runner (or a Ray
+worker's driver) is what writes its result. Exceptions are not caught here:
+the executor records them as the cell's error.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from harness import measure
+from harness.batching import Encoded, encode
+from harness.config import CellSpec
+from harness.events import Progress
+from harness.models.registry import TaskInfo, get_adapter
+from harness.record import CellRecord, now
+from harness.tasks.data import Examples, load_task_data
+from harness.tasks.metrics import compute_metrics, get_metric
+from harness.train import predict, to_predictions, train
+
+
+@dataclass
+class CellResult:
+    record: CellRecord
+    predictions: pd.DataFrame | None  # one row per evaluated example
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("the suite asks for device: cuda but no CUDA device is available")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def quiet_libraries() -> None:
+    """The harness draws its own progress; library bars would interleave with it."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_cell(
+    spec: CellSpec, run_id: str, on_progress: Callable[[Progress], None] = lambda p: None
+) -> CellResult:
+    started = time.perf_counter()
+    quiet_libraries()
+    measure.reset_peak_rss()
+    record = CellRecord.for_spec(spec, run_id)
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    device = pick_device(spec.device)
+    settings = spec.training
+    task = spec.task
+
+    data = load_task_data(task, settings, spec.data_dir)
+    check_metrics_fit(spec, data.num_labels)
+    adapter = get_adapter(spec.model)
+    tokenizer = adapter.tokenizer(data.train, settings)
+    record.notes += adapter.notes
+
+    def encode_rows(rows: Examples) -> Encoded:
+        return encode(tokenizer, rows, settings.max_seq_length, settings.truncation_side)
+
+    train_enc = encode_rows(data.train)
+    holdout_enc = encode_rows(data.holdout) if data.holdout else None
+    eval_enc = {name: encode_rows(rows) for name, rows in data.eval.items()}
+
+    seed_everything(spec.seed)
+    info = TaskInfo(
+        num_labels=data.num_labels,
+        is_pair=task.is_pair,
+        max_seq_length=settings.max_seq_length,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = adapter.build(info).to(device)
+
+    def score_holdout(trained: torch.nn.Module) -> float:
+        outputs = predict(trained, holdout_enc, settings.eval_batch_size, device, settings.amp)
+        primary_base = task.primary_metric.removesuffix(f"_{next(iter(data.eval))}")
+        metric = primary_base if primary_base in task.metrics else task.metrics[0]
+        return compute_metrics([metric], outputs, holdout_enc.labels)[metric]
+
+    measure.reset_cuda_peaks(device)
+    stats = train(
+        model,
+        train_enc,
+        settings,
+        spec.seed,
+        device,
+        score_holdout if holdout_enc is not None else None,
+        on_progress,
+    )
+    train_alloc, train_reserved = measure.cuda_peaks_mb(device)
+
+    measure.reset_cuda_peaks(device)
+    metrics: dict[str, float] = {}
+    frames = []
+    infer_rates = []
+    for name, encoded in eval_enc.items():
+        on_progress(Progress("eval", stats.epochs_run, settings.epochs, 0, 0))
+        outputs, rate = measure.timed_predict(model, encoded, settings.eval_batch_size, device, settings.amp)
+        infer_rates.append(rate)
+        predictions = to_predictions(outputs)
+        metrics.update(compute_metrics(task.metrics, outputs, encoded.labels, suffix=name))
+        frame = pd.DataFrame(
+            {
+                "eval_split": name or task.splits.eval_splits()[name],
+                "row_id": data.eval[name].row_ids,
+                "label": encoded.labels,
+                "prediction": predictions,
+            }
+        )
+        if outputs.ndim == 2:
+            frame["logits"] = list(outputs)
+        frames.append(frame)
+    infer_alloc, infer_reserved = measure.cuda_peaks_mb(device)
+    first_eval = next(iter(eval_enc.values()))
+    p50, p95 = measure.latency_ms(model, first_eval, device, settings.amp)
+    total, trainable = measure.count_parameters(model)
+
+    record.status = "ok"
+    record.metrics = metrics
+    record.primary_value = metrics[task.primary_metric]
+    record.label_names = data.label_names
+    record.train_examples = len(data.train)
+    record.eval_examples = sum(len(rows) for rows in data.eval.values())
+    record.epochs = stats.epochs_run
+    record.best_epoch = stats.best_epoch
+    record.steps = stats.steps
+    record.train_seconds = stats.wall_seconds
+    record.train_examples_per_s = stats.examples_per_s
+    record.train_tokens_per_s = stats.tokens_per_s
+    record.infer_examples_per_s = float(np.mean(infer_rates))
+    record.latency_p50_ms, record.latency_p95_ms = p50, p95
+    record.peak_rss_mb = measure.peak_rss_mb()
+    record.cuda_peak_allocated_mb = max_or_none(train_alloc, infer_alloc)
+    record.cuda_peak_reserved_mb = max_or_none(train_reserved, infer_reserved)
+    record.params_total, record.params_trainable = total, trainable
+    record.flops_per_example = measure.flops_per_example(model, first_eval, device)
+    fill_provenance(record, device)
+    record.wall_seconds = time.perf_counter() - started
+    return CellResult(record, pd.concat(frames, ignore_index=True))
+
+
+def check_metrics_fit(spec: CellSpec, num_labels: int) -> None:
+    """Before any training: a two-class metric on a task with more classes is an error now,
+    not a crash after an hour (the suite check catches it when the task file names its labels)."""
+    binary = [m for m in spec.task.metrics if get_metric(m).binary_only]
+    if binary and spec.task.problem_type == "classification" and num_labels != 2:
+        raise ValueError(
+            f"task {spec.task.name}: metric(s) {binary} are defined for two classes and the data "
+            f"has {num_labels}; use f1_macro or f1_micro in the task file"
+        )
+
+
+def max_or_none(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def fill_provenance(record: CellRecord, device: torch.device) -> None:
+    record.device = device.type
+    record.device_name = measure.device_name(device)
+    record.cpu_model = measure.cpu_model()
+    record.threads = torch.get_num_threads()
+    record.git_commit = measure.git_commit()
+    record.versions = measure.package_versions()
+    record.finished_at = now()

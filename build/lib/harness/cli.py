@@ -1,0 +1,407 @@
+"""The `harness` command line (typer).
+
+Exit codes: 0 every cell ok, 1 some cell failed, 2 bad input (one line naming
+the file, the field and the fix; never a traceback). Heavy libraries are
+imported inside the commands that use them, so `harness --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from functools import wraps
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import InputError
+
+app = typer.Typer(
+    help="Benchmark and compare text classifiers on GLUE, SST-2 and IMDb.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI get full tables
+errors = Console(stderr=True)
+
+STORE_OPTION = typer.Option(Path("results/harness.db"), "--store", help="SQLite results store")
+TASKS_DIR_OPTION = typer.Option(
+    None, "--tasks-dir", help="a folder of task YAMLs, searched after the suite's tasks/ (repeatable)"
+)
+
+
+def user_errors(command):
+    """Turn an `InputError` into one line on stderr and exit code 2, and Ctrl-C into a
+    line and exit code 130 (the shell's convention), never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InputError as error:
+            message = str(error)
+        except KeyboardInterrupt:
+            errors.print("[yellow]interrupted[/]", markup=True)
+            raise typer.Exit(130) from None
+        errors.print(f"[red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+    return wrapper
+
+
+class Executor(str, Enum):
+    local = "local"
+    inline = "inline"
+    ray = "ray"
+
+
+@app.command()
+@user_errors
+def run(
+    suite: Path = typer.Argument(..., help="suite YAML, e.g. suites/quickstart.yaml"),
+    store: Path = STORE_OPTION,
+    data_dir: str = typer.Option(
+        None, "--data-dir", envvar="HARNESS_DATA_DIR", help="local data mirror (Hub parquet layout)"
+    ),
+    resume: bool = typer.Option(False, "--resume", help="finish the suite's latest run"),
+    executor: Executor = typer.Option(
+        Executor.local,
+        help="local: a process per cell; inline: this process (debugging); ray: a Ray task per cell",
+    ),
+    address: str = typer.Option(
+        None, "--address", help="Ray cluster (auto | ray://host:port); default: a local cluster"
+    ),
+    model: list[str] = typer.Option(
+        None, "--model", help="run only the cells of this model label (repeatable)"
+    ),
+    tasks_dir: list[Path] = TASKS_DIR_OPTION,
+) -> None:
+    """Run every cell (task × model × seed) of a suite and store one record per cell."""
+    from harness.runner import run_suite
+    from harness.store import load_records
+    from harness.tables import records_table
+
+    summary = run_suite(
+        suite, store, console, data_dir, resume, executor.value, address, model, tasks_dir or []
+    )
+    records = load_records(store, [summary.run_id])
+    console.print(records_table(records, f"run {summary.run_id}"))
+    if summary.failed:
+        console.print(
+            f"[red]{summary.failed} of {summary.ran} cells failed[/]; logs in "
+            f"{store.parent / 'runs' / summary.run_id / 'logs'}"
+        )
+    if summary.unsaved:
+        console.print(f"[red]{summary.unsaved} cell(s) could not be stored whole[/]; see the messages above")
+    raise typer.Exit(1 if summary.failed or summary.unsaved else 0)
+
+
+class ListWhat(str, Enum):
+    tasks = "tasks"
+    models = "models"
+    runs = "runs"
+
+
+@app.command("list")
+@user_errors
+def list_(
+    what: ListWhat = typer.Argument(...),
+    store: Path = STORE_OPTION,
+    suite: Path = typer.Option(None, "--suite", help="also the tasks beside this suite (its tasks/ folder)"),
+    tasks_dir: list[Path] = TASKS_DIR_OPTION,
+) -> None:
+    """List the tasks (and where each comes from), the model adapters, or the runs in the store."""
+    table = Table(title=what.value, title_justify="left")
+    if what is ListWhat.tasks:
+        from harness.tasks.registry import available_tasks, load_task
+
+        for column in ("task", "title", "dataset", "texts", "type", "metrics", "group", "from"):
+            table.add_column(column)
+        suite_dir = suite.parent if suite is not None else None
+        for name, found in available_tasks(suite_dir, tasks_dir or []).items():
+            task = load_task(found.path)
+            table.add_row(
+                name,
+                task.display_title,
+                task.dataset.describe(),
+                ", ".join(task.text_fields),
+                task.problem_type,
+                ", ".join(task.metric_keys()),
+                task.group or "",
+                f"{found.origin} ({found.path})" if found.origin != "built-in" else found.origin,
+            )
+    elif what is ListWhat.models:
+        from harness.models.registry import load_adapters
+
+        table.add_column("adapter")
+        table.add_column("description")
+        for name, adapter in load_adapters().items():
+            table.add_row(name, adapter.description())
+    else:
+        from harness.store import Store
+
+        with Store(store, create=False) as db:
+            runs = db.runs()
+        for column in ("run_id", "suite", "started_at", "status", "cells"):
+            table.add_column(column)
+        for _, row in runs.iterrows():
+            table.add_row(*(str(row[c]) for c in ("run_id", "suite", "started_at", "status", "cells")))
+    console.print(table)
+
+
+def _resolve_run(store_db, run_id: str | None) -> str:
+    """A run id of the store; None or `latest` means the newest run."""
+    if run_id is None or run_id == "latest":
+        run_id = store_db.latest_run()
+        if run_id is None:
+            raise InputError(store_db.path, "the store has no runs", "run a suite first")
+    elif not store_db.has_run(run_id):
+        raise InputError(store_db.path, f"no run {run_id!r}", "see `harness list runs`", "run_id")
+    return run_id
+
+
+@app.command()
+@user_errors
+def show(
+    run_id: str = typer.Argument(None, help="run id (default: the latest run)"),
+    store: Path = STORE_OPTION,
+) -> None:
+    """Print a run's records as a table."""
+    from harness.store import Store
+    from harness.tables import records_table
+
+    with Store(store, create=False) as db:
+        run_id = _resolve_run(db, run_id)
+        records = db.records([run_id])
+    console.print(records_table(records, f"run {run_id}"))
+
+
+class Format(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+@user_errors
+def export(
+    run_id: str = typer.Argument(..., help="run id"),
+    format: Format = typer.Option(Format.csv, "--format"),
+    out: Path = typer.Option(None, "--out", help="file to write (default: standard output)"),
+    store: Path = STORE_OPTION,
+) -> None:
+    """Export a run's records as CSV (metrics as `metric.<name>` columns) or JSON."""
+    from harness.store import JSON_FIELDS, Store
+
+    with Store(store, create=False) as db:
+        run_id = _resolve_run(db, run_id)
+        records = db.records([run_id])
+    if format is Format.csv:
+        text = records.drop(columns=list(JSON_FIELDS)).to_csv(index=False)
+    else:
+        text = records.drop(columns=[c for c in records if c.startswith("metric.")]).to_json(
+            orient="records", indent=2
+        )
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        console.print(f"wrote {len(records)} records to {out}")
+
+
+baseline_app = typer.Typer(
+    help="Baselines: portable files of a run's records, kept in git.", no_args_is_help=True
+)
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("save")
+@user_errors
+def baseline_save(
+    run_id: str = typer.Argument(..., help="run id (see `harness list runs`)"),
+    out: Path = typer.Option(..., "--out", help="e.g. results/baselines/<name>.json"),
+    store: Path = STORE_OPTION,
+) -> None:
+    """Save a run's records (with seed-level metrics) as a baseline file."""
+    from harness.compare import save_baseline
+    from harness.store import Store
+
+    with Store(store, create=False) as db:
+        run_id = _resolve_run(db, run_id)
+        records = db.records([run_id])
+    save_baseline(records[records.status == "ok"], out)
+    console.print(f"saved {int((records.status == 'ok').sum())} records of {run_id} to {out}")
+
+
+@app.command("compare")
+@user_errors
+def compare_(
+    baseline: str = typer.Argument(..., help="baseline file or run id"),
+    current: str = typer.Argument(..., help="run id, `latest`, or baseline file"),
+    suite: Path = typer.Option(None, "--suite", help="suite YAML whose `compare:` settings apply"),
+    alpha: float = typer.Option(None, "--alpha", help="significance level (default 0.05)"),
+    min_effect: float = typer.Option(None, "--min-effect", help="points (default 0.5)"),
+    no_cost: bool = typer.Option(False, "--no-cost", help="compare quality metrics only"),
+    markdown: Path = typer.Option(None, "--markdown", help="write a markdown summary here"),
+    junit: Path = typer.Option(None, "--junit", help="write JUnit XML here"),
+    store: Path = STORE_OPTION,
+) -> None:
+    """Compare a run with a baseline: exit 0 clean, 1 on a regression, 2 on bad input."""
+    from harness.compare import (
+        HEADERS,
+        Thresholds,
+        compare,
+        has_regression,
+        load_side,
+        table_rows,
+        to_junit,
+        to_markdown,
+    )
+    from harness.planning import load_suite
+
+    settings = load_suite(suite).compare if suite else None
+    thresholds = Thresholds(
+        alpha=alpha if alpha is not None else (settings.alpha if settings else 0.05),
+        min_effect=min_effect if min_effect is not None else (settings.min_effect if settings else 0.5),
+        per_metric=dict(settings.per_metric) if settings else {},
+        compare_cost=not no_cost and (settings.compare_cost if settings else True),
+    )
+    base, cur = load_side(baseline, store), load_side(current, store)
+    if base.empty or cur.empty:
+        empty = baseline if base.empty else current
+        raise InputError(empty, "has no ok records to compare", "compare runs whose cells finished")
+    results = compare(base, cur, thresholds)
+    table = Table(title=f"compare {baseline} → {current}", title_justify="left")
+    for header in HEADERS:
+        table.add_column(header)
+    colour = {
+        "regression": "red",
+        "missing": "red",
+        "improvement": "green",
+        "skipped": "yellow",
+        "undefined": "yellow",
+    }
+    for result, row in zip(results, table_rows(results), strict=True):
+        style = colour.get(result.verdict)
+        table.add_row(*row, style=style)
+    console.print(table)
+    if markdown:
+        markdown.write_text(to_markdown(results, baseline, current))
+    if junit:
+        junit.write_text(to_junit(results))
+    regressed = has_regression(results)
+    console.print("[red]regression[/]" if regressed else "[green]no regression[/]")
+    raise typer.Exit(1 if regressed else 0)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(option, f"{text!r} is not a list of integers", "e.g. 64,128") from None
+    if not values or min(values) < 1:
+        raise InputError(option, f"{text!r} needs at least one positive integer", "e.g. 64,128")
+    return sorted(set(values))
+
+
+@app.command()
+@user_errors
+def profile(
+    models: str = typer.Option("cnn,rnn,transformer", "--models", help="adapters, comma-separated"),
+    seq_lens: str = typer.Option("64,128,256,512,1024", "--seq-lens", help="lengths, comma-separated"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="timed steps; the median is reported"),
+    warmup: int = typer.Option(2, "--warmup", min=1, help="untimed steps first"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    threads: int = typer.Option(None, "--threads", min=1, help="torch threads (default: torch's)"),
+    out: Path = typer.Option(Path("reports/profile"), "--out", help="folder for the CSV and the plot"),
+) -> None:
+    """Time and peak memory of one forward+backward step of each model over sequence lengths."""
+    import math
+
+    import torch
+
+    from harness.models.registry import load_adapters
+    from harness.profile import exponents, run_profile, write_csv, write_exponents_csv, write_plot
+
+    names = [name.strip() for name in models.split(",") if name.strip()]
+    known = load_adapters()
+    unknown = [name for name in names if name not in known]
+    if not names or unknown:
+        raise InputError("--models", f"unknown adapter(s) {unknown}", f"use some of {', '.join(known)}")
+    lengths = _int_list(seq_lens, "--seq-lens")
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError("--device", f"{device!r} is not a device", "use auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", "no CUDA device is available", "use --device cpu")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def show(row) -> None:
+        done = f"{row.time_ms:.1f} ms" if row.error is None else f"[red]{row.error.splitlines()[0]}[/]"
+        console.print(f"  {row.model} @ {row.seq_len}: {done}", highlight=False)
+
+    console.print(f"profiling {', '.join(names)} at {lengths} tokens, batch {batch_size}, on {device}")
+    rows = run_profile(names, lengths, batch_size, repeats, warmup, device, threads, show)
+    found = exponents(rows)
+
+    def fmt(value, spec: str = ".1f") -> str:
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        return "" if missing else format(value, spec)
+
+    table = Table(title=f"one training step (forward + backward), batch {batch_size}, {device}")
+    columns = ("model", "seq len", "time ms (median)", "time ms (min)", "tokens/s", "peak MB", "RSS Δ MB")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        if row.error is not None:
+            table.add_row(row.model, str(row.seq_len), f"[red]failed: {row.error.splitlines()[0]}[/]")
+            continue
+        table.add_row(
+            row.model,
+            str(row.seq_len),
+            fmt(row.time_ms, ".2f"),
+            fmt(row.time_ms_min, ".2f"),
+            fmt(row.tokens_per_s, ",.0f"),
+            fmt(row.peak_mb),
+            fmt(row.rss_mb),
+        )
+    console.print(table)
+    growth = Table(title="growth exponent over length (least-squares log-log slope)")
+    for column in ("model", "time", "peak memory", "RSS Δ"):
+        growth.add_column(column, justify="left" if column == "model" else "right")
+    for model, values in found.items():
+        growth.add_row(model, *(fmt(values[key], ".2f") for key in ("time_ms", "peak_mb", "rss_mb")))
+    console.print(growth)
+    console.print(f"peak memory: {next((r.memory_method for r in rows if r.memory_method), 'n/a')}")
+
+    written = [write_csv(rows, out / "profile.csv"), write_exponents_csv(found, out / "exponents.csv")]
+    written += write_plot(rows, found, out)
+    console.print("wrote " + ", ".join(str(path) for path in written))
+    raise typer.Exit(1 if any(row.error for row in rows) else 0)
+
+
+@app.command()
+@user_errors
+def report(
+    run_ids: list[str] = typer.Argument(None, help="run ids (default: the latest run, or all of --suite)"),
+    suite: str = typer.Option(None, "--suite", help="every run of this suite (by name)"),
+    out: Path = typer.Option(..., "--out", help="folder for leaderboard.md and index.html: reports/<name>/"),
+    references: Path = typer.Option(
+        None,
+        "--references",
+        help="published numbers to show beside (default: the ones shipped, harness/report/references.yaml)",
+    ),
+    no_references: bool = typer.Option(False, "--no-references", help="show no published numbers"),
+    store: Path = STORE_OPTION,
+) -> None:
+    """Write a leaderboard (markdown and a self-contained HTML page) of runs in the store."""
+    from harness.report import generate_report
+    from harness.report.references import default_references
+
+    chosen = None if no_references else (references or default_references())
+    written, used = generate_report(store, out, run_ids or [], suite, chosen)
+    pages = ", ".join(str(path) for path in written if path.suffix != ".json")
+    console.print(f"report of {', '.join(used)}: {pages}")

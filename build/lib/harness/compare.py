@@ -1,0 +1,398 @@
+"""Regression verdicts: compare a run with a baseline, and cry wolf only on real changes.
+
+Cells are matched by (task, model label, metric) and seeds are pooled.
+
+Quality metrics (accuracy, F1, ...; higher is better):
+- With at least two seeds on both sides, a change needs both a significant
+  difference (Welch's t-test, one-sided, Holm-corrected across every compared
+  quality metric at `alpha`) and a size beyond `min_effect` points. The minimum
+  detectable effect (80% power) for the seeds given is reported beside it.
+- With one seed on either side there is no spread to test against: only the
+  absolute tolerance `min_effect` decides, and the verdict is marked weak.
+
+Speed and memory are compared only when the hardware matches (device name, CPU
+model, threads): a ratio of medians beyond a relative tolerance (10% throughput and
+latency, 5% peak memory) is a change; with at least four measurements on each side it
+must also be significant (Mann-Whitney U, one-sided). Four, because with three a side
+the smallest one-sided p-value the exact test can give is 1/20 = 0.05, never below.
+
+A metric in the baseline but not in the current run is `missing` (a regression);
+one only in the current run is `new`. A metric that both runs report but that is
+undefined (NaN) on every seed of both, such as a constant predictor's correlation, is
+`undefined` on both sides: not a regression, and said so. Undefined in the current run
+only (the model collapsed to a constant) is a regression; in the baseline only, `new`.
+Whether higher is better comes from the metric registry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from harness import strict_json
+from harness.errors import InputError
+from harness.tasks.metrics import higher_is_better
+
+BASELINE_FORMAT = "harness-baseline/1"
+HARDWARE_KEYS = ("device_name", "cpu_model", "threads")
+MIN_FOR_MANN_WHITNEY = 4
+
+
+@dataclass(frozen=True)
+class CostMetric:
+    column: str
+    higher_is_better: bool
+    tolerance: float  # relative
+
+
+COST_METRICS = (
+    CostMetric("train_examples_per_s", True, 0.10),
+    CostMetric("infer_examples_per_s", True, 0.10),
+    CostMetric("latency_p50_ms", False, 0.10),
+    CostMetric("peak_rss_mb", False, 0.05),
+    CostMetric("cuda_peak_allocated_mb", False, 0.05),
+)
+
+
+@dataclass
+class Thresholds:
+    alpha: float = 0.05
+    min_effect: float = 0.5  # points (percent) for quality metrics
+    per_metric: dict[str, float] = field(default_factory=dict)  # "task/metric" → points
+    compare_cost: bool = True
+
+    def effect_for(self, task: str, metric: str) -> float:
+        return self.per_metric.get(f"{task}/{metric}", self.min_effect)
+
+
+@dataclass
+class Comparison:
+    task: str
+    model: str
+    metric: str
+    kind: str  # "quality" or "cost"
+    verdict: str  # regression | improvement | unchanged | missing | new | undefined | skipped
+    baseline_mean: float | None = None
+    current_mean: float | None = None
+    delta: float | None = None  # current - baseline (points), or ratio - 1 for cost
+    p_value: float | None = None  # Holm-adjusted for quality
+    n_baseline: int = 0
+    n_current: int = 0
+    mde: float | None = None
+    weak: bool = False
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}/{self.model}/{self.metric}"
+
+
+# --------------------------------------------------------------------------- loading sides
+
+
+def save_baseline(records: pd.DataFrame, path: Path) -> None:
+    """A portable, git-friendly file of a run's ok records with their seed-level metrics."""
+    keep = ["run_id", "suite", "task", "model", "adapter", "seed", "config_hash", "status", "metrics"]
+    keep += [c.column for c in COST_METRICS] + list(HARDWARE_KEYS) + ["git_commit", "versions"]
+    rows = records[keep].to_dict(orient="records")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(strict_json.dumps({"format": BASELINE_FORMAT, "records": rows}, indent=1))
+
+
+def load_side(side: str, store_path: Path) -> pd.DataFrame:
+    """A run id in the store (`latest` for the newest), or a baseline file; the ok records only."""
+    path = Path(side)
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise InputError(path, "baseline file not found", "check the path or save one first")
+        try:
+            payload = json.loads(path.read_text())
+            if payload.get("format") != BASELINE_FORMAT:
+                raise ValueError(f"format is {payload.get('format')!r}, expected {BASELINE_FORMAT!r}")
+            frame = pd.DataFrame(payload["records"])
+            frame["metrics"]  # noqa: B018  (a KeyError here means a broken file)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise InputError(
+                path, f"not a baseline file ({error})", "save one with `harness baseline save`"
+            ) from None
+    else:
+        from harness.store import Store
+
+        store = Store(store_path, create=False)
+        try:
+            if side == "latest":
+                side = store.latest_run() or side
+            if not store.has_run(side):
+                raise InputError(
+                    store_path, f"no run {side!r} and no such baseline file", "see `harness list runs`"
+                )
+            frame = store.records([side])
+        finally:
+            store.close()
+    return frame[frame["status"] == "ok"].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone)."""
+    order = np.argsort(p_values)
+    adjusted = np.empty(len(p_values))
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+def welch_one_sided(baseline: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """p-values of 'current is lower' and 'current is higher' (Welch's t-test)."""
+    if np.std(baseline) == 0 and np.std(current) == 0:
+        same = np.mean(baseline) == np.mean(current)
+        lower = 1.0 if same or np.mean(current) > np.mean(baseline) else 0.0
+        higher = 1.0 if same or np.mean(current) < np.mean(baseline) else 0.0
+        return lower, higher
+    lower = stats.ttest_ind(current, baseline, equal_var=False, alternative="less").pvalue
+    higher = stats.ttest_ind(current, baseline, equal_var=False, alternative="greater").pvalue
+    return float(lower), float(higher)
+
+
+def minimum_detectable_effect(
+    baseline: np.ndarray, current: np.ndarray, alpha: float, power: float = 0.8
+) -> float:
+    """The drop (points) a one-sided Welch test at `alpha` detects with `power`, given the seed spread."""
+    n_b, n_c = len(baseline), len(current)
+    spread = math.sqrt(
+        (np.var(baseline, ddof=1) * (n_b - 1) + np.var(current, ddof=1) * (n_c - 1)) / (n_b + n_c - 2)
+    )
+    df = n_b + n_c - 2
+    return float(
+        (stats.t.ppf(1 - alpha, df) + stats.t.ppf(power, df)) * spread * math.sqrt(1 / n_b + 1 / n_c)
+    )
+
+
+def _values(frame: pd.DataFrame, metric: str) -> np.ndarray:
+    values = [m.get(metric) for m in frame["metrics"]]
+    return np.array([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+
+
+def compare_quality(
+    baseline: pd.DataFrame, current: pd.DataFrame, thresholds: Thresholds
+) -> list[Comparison]:
+    results: list[Comparison] = []
+    # (comparison, gain: the change in the better direction, p worse, p better)
+    pending: list[tuple[Comparison, float, float, float]] = []
+    keys_b = _metric_keys(baseline)
+    keys_c = _metric_keys(current)
+    for task, model, metric in sorted(keys_b | keys_c):
+        b = _values(baseline[(baseline.task == task) & (baseline.model == model)], metric)
+        c = _values(current[(current.task == task) & (current.model == model)], metric)
+        row = Comparison(task, model, metric, "quality", "unchanged", n_baseline=len(b), n_current=len(c))
+        if len(b):
+            row.baseline_mean = float(b.mean())
+        if len(c):
+            row.current_mean = float(c.mean())
+        sign = 1.0 if higher_is_better(metric) else -1.0  # tests run in the better direction
+        b, c = sign * b, sign * c
+        in_b, in_c = (task, model, metric) in keys_b, (task, model, metric) in keys_c
+        if not in_c:
+            row.verdict, row.reason = "missing", "in the baseline, not in the current run"
+        elif not in_b:
+            row.verdict, row.reason = "new", "not in the baseline"
+        elif not len(b) and not len(c):
+            row.verdict, row.reason = "undefined", "undefined (NaN) on every seed of both sides"
+        elif not len(c):
+            row.verdict = "regression"
+            row.reason = "undefined (NaN) in the current run, defined in the baseline (a constant predictor?)"
+        elif not len(b):
+            row.verdict, row.reason = "new", "undefined (NaN) in the baseline, defined now"
+        else:
+            row.delta = row.current_mean - row.baseline_mean
+            gain = float(c.mean() - b.mean())
+            effect = thresholds.effect_for(task, metric)
+            if len(b) >= 2 and len(c) >= 2:
+                row.mde = minimum_detectable_effect(b, c, thresholds.alpha)
+                pending.append((row, gain, *welch_one_sided(b, c)))
+            else:
+                row.weak = True
+                row.reason = f"one seed: absolute tolerance {effect} points only (weak verdict)"
+                if gain < -effect:
+                    row.verdict = "regression"
+                elif gain > effect:
+                    row.verdict = "improvement"
+        results.append(row)
+    if pending:
+        lower = holm([p for _, _, p, _ in pending])
+        higher = holm([p for _, _, _, p in pending])
+        for (row, gain, _, _), p_low, p_high in zip(pending, lower, higher, strict=True):
+            effect = thresholds.effect_for(row.task, row.metric)
+            if p_low < thresholds.alpha and gain < -effect:
+                row.verdict, row.p_value = "regression", p_low
+            elif p_high < thresholds.alpha and gain > effect:
+                row.verdict, row.p_value = "improvement", p_high
+            else:
+                row.p_value = min(p_low, p_high)
+                row.reason = (
+                    f"not significant (Holm p={row.p_value:.3g})"
+                    if row.p_value >= thresholds.alpha
+                    else f"significant but within {effect} points"
+                )
+    return results
+
+
+def _metric_keys(frame: pd.DataFrame) -> set[tuple[str, str, str]]:
+    return {(r.task, r.model, name) for r in frame.itertuples() for name in r.metrics}
+
+
+def _hardware(frame: pd.DataFrame) -> set[tuple]:
+    return {tuple(row[k] for k in HARDWARE_KEYS) for _, row in frame.iterrows()}
+
+
+def compare_cost(baseline: pd.DataFrame, current: pd.DataFrame, alpha: float) -> list[Comparison]:
+    results = []
+    cells = sorted(
+        set(zip(baseline.task, baseline.model, strict=True))
+        & set(zip(current.task, current.model, strict=True))
+    )
+    for task, model in cells:
+        b_cell = baseline[(baseline.task == task) & (baseline.model == model)]
+        c_cell = current[(current.task == task) & (current.model == model)]
+        same_hardware = _hardware(b_cell) == _hardware(c_cell) and len(_hardware(b_cell)) == 1
+        for cost in COST_METRICS:
+            if cost.column not in b_cell or cost.column not in c_cell:
+                continue
+            b = pd.to_numeric(b_cell[cost.column], errors="coerce").dropna().to_numpy(float)
+            c = pd.to_numeric(c_cell[cost.column], errors="coerce").dropna().to_numpy(float)
+            if not len(b) or not len(c):
+                continue  # not measured on this device (e.g. CUDA memory on a CPU)
+            row = Comparison(
+                task,
+                model,
+                cost.column,
+                "cost",
+                "unchanged",
+                float(b.mean()),
+                float(c.mean()),
+                n_baseline=len(b),
+                n_current=len(c),
+            )
+            if not same_hardware:
+                row.verdict = "skipped"
+                row.reason = f"hardware differs: {sorted(_hardware(b_cell))} vs {sorted(_hardware(c_cell))}"
+                results.append(row)
+                continue
+            ratio = float(np.median(c) / np.median(b))
+            row.delta = ratio - 1
+            worse = ratio < 1 - cost.tolerance if cost.higher_is_better else ratio > 1 + cost.tolerance
+            better = ratio > 1 + cost.tolerance if cost.higher_is_better else ratio < 1 - cost.tolerance
+            if (worse or better) and min(len(b), len(c)) >= MIN_FOR_MANN_WHITNEY:
+                worse_side = "less" if cost.higher_is_better else "greater"
+                alternative = worse_side if worse else ("greater" if worse_side == "less" else "less")
+                row.p_value = float(stats.mannwhitneyu(c, b, alternative=alternative).pvalue)
+                if row.p_value >= alpha:
+                    worse = better = False
+                    row.reason = f"beyond tolerance but not significant (Mann-Whitney p={row.p_value:.3g})"
+            elif worse or better:
+                row.weak = True
+                row.reason = (
+                    f"fewer than {MIN_FOR_MANN_WHITNEY} measurements a side: "
+                    f"{cost.tolerance:.0%} tolerance only"
+                )
+            row.verdict = "regression" if worse else "improvement" if better else "unchanged"
+            results.append(row)
+    return results
+
+
+def compare(baseline: pd.DataFrame, current: pd.DataFrame, thresholds: Thresholds) -> list[Comparison]:
+    results = compare_quality(baseline, current, thresholds)
+    if thresholds.compare_cost:
+        results += compare_cost(baseline, current, thresholds.alpha)
+    return results
+
+
+# --------------------------------------------------------------------------- output
+
+
+def has_regression(results: list[Comparison]) -> bool:
+    return any(r.verdict in ("regression", "missing") for r in results)
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _delta(row: Comparison) -> str:
+    if row.delta is None:
+        return ""
+    return f"{row.delta:+.1%}" if row.kind == "cost" else f"{row.delta:+.2f}"
+
+
+def table_rows(results: list[Comparison]) -> list[list[str]]:
+    return [
+        [
+            r.task,
+            r.model,
+            r.metric,
+            r.verdict + (" (weak)" if r.weak else ""),
+            _num(r.baseline_mean),
+            _num(r.current_mean),
+            _delta(r),
+            _num(r.p_value, 3),
+            f"{r.n_baseline}/{r.n_current}",
+            _num(r.mde),
+            r.reason,
+        ]
+        for r in results
+    ]
+
+
+HEADERS = ["task", "model", "metric", "verdict", "baseline", "current", "Δ", "p", "seeds b/c", "MDE", "note"]
+
+
+def to_markdown(results: list[Comparison], baseline: str, current: str) -> str:
+    regressions = [r for r in results if r.verdict in ("regression", "missing")]
+    status = f"**{len(regressions)} regression(s)**" if regressions else "**no regression**"
+    lines = [
+        f"## harness compare: {status}",
+        "",
+        f"baseline `{baseline}` → current `{current}`",
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "---|" * len(HEADERS),
+    ]
+    lines += [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows(results)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def to_junit(results: list[Comparison]) -> str:
+    failures = sum(r.verdict in ("regression", "missing") for r in results)
+    skipped = sum(r.verdict == "skipped" for r in results)
+    suite = ElementTree.Element(
+        "testsuite",
+        name="harness-compare",
+        tests=str(len(results)),
+        failures=str(failures),
+        skipped=str(skipped),
+    )
+    for r in results:
+        case = ElementTree.SubElement(suite, "testcase", classname=f"{r.task}.{r.model}", name=r.metric)
+        detail = json.dumps({k: v for k, v in asdict(r).items() if v not in (None, "")}, default=str)
+        if r.verdict in ("regression", "missing"):
+            ElementTree.SubElement(
+                case, "failure", message=f"{r.verdict}: {r.name} {_delta(r)}"
+            ).text = detail
+        elif r.verdict == "skipped":
+            ElementTree.SubElement(case, "skipped", message=r.reason)
+        else:
+            ElementTree.SubElement(case, "system-out").text = detail
+    return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True)

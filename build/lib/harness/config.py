@@ -1,0 +1,330 @@
+"""The schemas: pydantic models of tasks, groups, suites, training settings and cells.
+
+A suite is data: which tasks, which models (adapter name, label, parameters), which
+seeds, and the training settings, overridable per task and per model. Every model
+forbids unknown keys, so a typo is an error naming the field rather than a setting
+silently ignored. Finding and reading the files is elsewhere: `tasks/registry.py`
+(task and group YAMLs), `planning.py` (a suite file into cells).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from harness.tasks.metrics import get_metric, metric_names
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+class DatasetSource(Strict):
+    """Where a task's data lives: a Hub dataset (id and config, as `datasets.load_dataset`
+    takes them) or local files read by `datasets`' own csv / json / parquet builders."""
+
+    path: str | None = Field(default=None, description="Hub dataset id, e.g. nyu-mll/glue, or a local folder")
+    name: str | None = Field(default=None, description="dataset config name, e.g. sst2")
+    revision: str | None = None
+    format: Literal["csv", "json", "parquet"] | None = Field(
+        default=None, description="local files: the `datasets` builder that reads them"
+    )
+    data_files: dict[str, str | list[str]] | None = Field(
+        default=None, description="local files per split, relative to the task file: {train: train.csv}"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSource:
+        if (self.path is None) == (self.format is None):
+            raise ValueError("give either `path` (a Hub id or folder) or `format` with `data_files`")
+        if self.format is not None and not self.data_files:
+            raise ValueError(f"format {self.format!r} needs `data_files`, e.g. {{train: data/train.csv}}")
+        if self.format is None and self.data_files is not None:
+            raise ValueError("`data_files` needs a `format`: csv, json or parquet")
+        return self
+
+    def resolved(self, base: Path) -> DatasetSource:
+        """Local file paths made absolute against `base` (the folder of the task file)."""
+        if not self.data_files:
+            return self
+
+        def absolute(item: str) -> str:
+            return str((base / item).resolve()) if not Path(item).is_absolute() else item
+
+        files = {
+            split: [absolute(f) for f in value] if isinstance(value, list) else absolute(value)
+            for split, value in self.data_files.items()
+        }
+        return self.model_copy(update={"data_files": files})
+
+    def describe(self) -> str:
+        if self.format is not None:
+            return f"{self.format} files"
+        return self.path + (f" / {self.name}" if self.name else "")
+
+
+class TaskSplits(Strict):
+    """Split names, with `datasets` slicing allowed (`train[:90%]`).
+
+    `eval` is one split, or a mapping from an evaluation name to a split (MNLI's
+    matched and mismatched); with a mapping every metric is reported per name
+    (`accuracy_matched`).
+    """
+
+    train: str
+    eval: str | dict[str, str]
+
+    def eval_splits(self) -> dict[str, str]:
+        return {"": self.eval} if isinstance(self.eval, str) else dict(self.eval)
+
+
+class TaskSpec(Strict):
+    """One task, as written in `<tasks dir>/<name>.yaml` (the file name is the task's name)."""
+
+    name: str
+    title: str | None = Field(default=None, description="shown in reports; default: the name")
+    description: str = ""
+    dataset: DatasetSource
+    splits: TaskSplits
+    text_fields: list[str] = Field(min_length=1, max_length=2)
+    label_field: str = "label"
+    label_map: dict[str, int] | None = Field(
+        default=None, description="string label → class id; default: the sorted set of train labels"
+    )
+    label_names: list[str] | None = Field(
+        default=None, description="class names by id, when the labels are ids already (GLUE's ClassLabels)"
+    )
+    problem_type: Literal["classification", "regression"] = "classification"
+    metrics: list[str] = Field(min_length=1)
+    primary_metric: str
+    group: str | None = Field(default=None, description="the group score this task counts in, e.g. glue")
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_fields) == 2
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name
+
+    @property
+    def num_labels(self) -> int | None:
+        """The number of classes when the task file says (label_map or label_names)."""
+        if self.label_map is not None:
+            return len(set(self.label_map.values()))
+        return len(self.label_names) if self.label_names is not None else None
+
+    def metric_keys(self) -> list[str]:
+        """The metric names a cell of this task reports, e.g. `accuracy_matched`."""
+        return [
+            f"{metric}_{eval_name}" if eval_name else metric
+            for eval_name in self.splits.eval_splits()
+            for metric in self.metrics
+        ]
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_registered(cls, metrics: list[str]) -> list[str]:
+        unknown = [m for m in metrics if m not in metric_names()]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; registered: {', '.join(metric_names())}")
+        return metrics
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskSpec:
+        if self.primary_metric not in self.metric_keys():
+            reported = self.metric_keys()
+            raise ValueError(
+                f"primary_metric {self.primary_metric!r} is not among the reported metrics {reported}"
+            )
+        wrong = [m for m in self.metrics if get_metric(m).problem_type != self.problem_type]
+        if wrong:
+            raise ValueError(f"metric(s) {wrong} are not for {self.problem_type} tasks")
+        if self.label_map is not None:
+            ids = sorted(set(self.label_map.values()))
+            if ids != list(range(len(ids))):
+                raise ValueError(f"label_map ids must be 0..{len(ids) - 1} without gaps; they are {ids}")
+        binary = [m for m in self.metrics if get_metric(m).binary_only]
+        if binary and self.num_labels is not None and self.num_labels != 2:
+            raise ValueError(
+                f"metric(s) {binary} are defined for two classes and this task has {self.num_labels}; "
+                "use f1_macro or f1_micro"
+            )
+        return self
+
+
+class GroupSpec(Strict):
+    """A group score over tasks, as data (`<tasks dir>/groups/<name>.yaml`).
+
+    The rule: a member's task score is the mean of its listed metrics; each named score
+    is the unweighted mean of its members' task scores (GLUE's rule, Wang et al. 2018).
+    A score over fewer members than it names is reported as partial, with what it lacks.
+    """
+
+    name: str
+    title: str
+    description: str = ""
+    members: dict[str, list[str]] = Field(min_length=1, description="task → metrics averaged first")
+    scores: dict[str, list[str]] = Field(min_length=1, description="score name → member tasks")
+    aliases: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="a published metric that stands for a member's task score (MNLI's mean of m and mm)",
+    )
+
+    @model_validator(mode="after")
+    def _scores_over_members(self) -> GroupSpec:
+        for score, tasks in self.scores.items():
+            unknown = [t for t in tasks if t not in self.members]
+            if unknown:
+                raise ValueError(f"score {score!r} names {unknown}, which are not members")
+        return self
+
+
+# --------------------------------------------------------------------------- training
+
+
+class TrainingSettings(Strict):
+    """How every cell trains and evaluates; a suite sets them, a task or model overrides them."""
+
+    epochs: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    eval_batch_size: int = Field(default=128, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.06, ge=0, lt=1)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    max_seq_length: int = Field(default=128, ge=8)
+    truncation_side: Literal["right", "left"] = Field(
+        default="right",
+        description="which end of a too-long text is cut: `left` keeps the end, where a "
+        "review's verdict usually is (Keras `pad_sequences` truncates that way by default)",
+    )
+    max_train_examples: int | None = Field(default=None, ge=1)
+    max_eval_examples: int | None = Field(default=None, ge=1)
+    early_stopping_patience: int | None = Field(
+        default=None, ge=1, description="epochs without improvement of the primary metric"
+    )
+    holdout_fraction: float = Field(
+        default=0.1,
+        gt=0,
+        lt=0.5,
+        description="share of the training data held out to monitor early stopping "
+        "(so the reported evaluation split never chooses the checkpoint)",
+    )
+    amp: bool = Field(default=True, description="mixed precision on CUDA; ignored on CPU")
+
+
+class TaskRef(Strict):
+    """A task named in a suite, optionally with its data source, splits or training overridden."""
+
+    name: str
+    dataset: DatasetSource | None = None
+    splits: TaskSplits | None = None
+    training: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSpec(Strict):
+    adapter: str
+    label: str | None = Field(default=None, description="any text; shown in reports")
+    params: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    task_training: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="training overrides for this model on one task: {imdb: {...}}"
+    )
+
+    @property
+    def display_label(self) -> str:
+        return self.label or self.adapter
+
+
+class Resources(Strict):
+    """What one cell asks a Ray cluster for (`--executor ray`)."""
+
+    num_cpus: float = Field(default=1, gt=0)
+    num_gpus: float | None = Field(
+        default=None, ge=0, description="default: 1 when the cell runs on CUDA, else 0"
+    )
+
+
+class CompareSettings(Strict):
+    """How `harness compare` judges this suite's runs (see harness/compare.py)."""
+
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    min_effect: float = Field(default=0.5, ge=0, description="points a quality metric must drop")
+    per_metric: dict[str, float] = Field(
+        default_factory=dict, description='minimum effect per "task/metric", e.g. {"rte/accuracy": 2.0}'
+    )
+    compare_cost: bool = Field(default=True, description="compare speed and memory (same hardware only)")
+
+
+class Suite(Strict):
+    name: str
+    description: str = ""
+    tasks: list[TaskRef] = Field(min_length=1)
+    models: list[ModelSpec] = Field(min_length=1)
+    seeds: list[int] = Field(default=[0], min_length=1)
+    training: TrainingSettings = TrainingSettings()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(default=None, ge=1, description="torch threads per cell")
+    compare: CompareSettings = CompareSettings()
+    resources: Resources = Resources()
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _names_to_refs(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> Suite:
+        labels = [model.display_label for model in self.models]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"model labels must be unique; repeated: {duplicates}")
+        return self
+
+
+# --------------------------------------------------------------------------- cells
+
+
+class CellSpec(Strict):
+    """Everything one cell needs, fully resolved: it runs anywhere from this alone.
+
+    `group` and `task_order` are facts for the report (which group score the task counts
+    in, where the suite listed it); like `data_dir` they do not change what the cell
+    computes, so they are not part of its `config_hash`.
+    """
+
+    suite: str
+    task: TaskSpec
+    model: ModelSpec
+    seed: int
+    training: TrainingSettings
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = None
+    data_dir: str | None = None
+    resources: Resources = Resources()
+    group: GroupSpec | None = None
+    task_order: int = 0
+
+    @property
+    def config_hash(self) -> str:
+        """Identity for `--resume`: what the cell computes, not where its data is read from."""
+        payload = self.model_dump(exclude={"data_dir", "suite", "resources", "group", "task_order"})
+        payload["task"] = {
+            k: v for k, v in payload["task"].items() if k not in ("title", "description", "group")
+        }
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
+        return digest.hexdigest()[:16]
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.task.name}__{self.model.display_label}__seed{self.seed}"

@@ -1,0 +1,104 @@
+"""Run one function in a fresh spawned process: its events relayed, its result returned,
+its death named.
+
+Why a process: a segfault, an out-of-memory kill or a leaked allocation ends with the
+child, and the child's memory high-water mark is its own. Why "spawn": a fork of a
+process that has started threads (torch, tokenizers) can deadlock. The local executor
+runs each cell this way and `harness profile` each (model, length) point.
+
+The child dies with its parent (Linux `PR_SET_PDEATHSIG`): a driver killed with
+`kill -9` does not leave an orphan training on, competing with the run that resumes it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import queue as queue_module
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from harness.executors.base import CellFailure, describe
+
+POLL_S = 0.5
+EmitFn = Callable[[Any], None]
+
+
+def exit_reason(code: int | None, who: str = "the child process") -> str:
+    """Why a child ended without a result, in words: the signal by name, or the exit code."""
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
+        return f"{who} died from {name}{hint}"
+    return f"{who} exited with code {code} before reporting a result"
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass  # best effort: without it an orphan finishes its work and exits
+
+
+def _child_main(function: Callable[..., Any], args: tuple, channel) -> None:
+    _die_with_parent()
+    try:
+        result = function(*args, emit=lambda event: channel.put(("event", event)))
+        channel.put(("result", result))
+    except BaseException as error:  # everything, KeyboardInterrupt too: the parent decides
+        channel.put(("failure", CellFailure(describe(error), traceback.format_exc())))
+
+
+def run_in_child(
+    function: Callable[..., Any],
+    args: tuple,
+    on_event: EmitFn = lambda event: None,
+    timeout_s: float | None = None,
+    who: str = "the child process",
+) -> Any:
+    """`function(*args, emit=...)` in a spawned child; its return value, or a `CellFailure`.
+
+    `function` must be importable by name (spawn pickles it by reference); whatever it
+    passes to `emit` reaches `on_event` here. If this process is interrupted (Ctrl-C) or
+    the caller stops waiting, the child is killed at once rather than left running.
+    """
+    context = mp.get_context("spawn")
+    channel = context.Queue()
+    process = context.Process(target=_child_main, args=(function, args, channel), daemon=True)
+    process.start()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    outcome: Any = None
+    finished = False
+    try:
+        while not finished:
+            if deadline is not None and time.monotonic() > deadline:
+                outcome, finished = CellFailure(f"no result within {timeout_s:.0f} s", ""), True
+                break
+            try:
+                kind, payload = channel.get(timeout=POLL_S)
+            except queue_module.Empty:
+                if process.is_alive():
+                    continue
+                try:  # the result may have landed just as the process exited
+                    kind, payload = channel.get(timeout=1.0)
+                except queue_module.Empty:
+                    outcome, finished = CellFailure(exit_reason(process.exitcode, who), ""), True
+                    break
+            if kind == "event":
+                on_event(payload)
+            else:
+                outcome, finished = payload, True
+    finally:
+        if finished and process.is_alive():
+            process.join(timeout=30)  # a child that reported is on its way out
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
+        channel.close()
+    return outcome

@@ -1,0 +1,177 @@
+"""What a cell costs: inference throughput, latency, memory, parameters, FLOPs, provenance.
+
+Clocks are read only after synchronising the device. Memory is measured where
+it lives: CUDA peak allocated/reserved on a GPU (reset per phase), the peak
+resident set of the cell's own process on a CPU (each cell runs in a child
+process, so this is the cell's figure, not the suite's).
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import subprocess
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.batching import Encoded, collate
+from harness.train import autocast, predict, synchronize, to_device
+
+PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "text-classifier-harness")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, in MiB.
+
+    On Linux this is `VmHWM` of /proc/self/status, the high-water mark of this
+    process's own address space. Not `ru_maxrss`: the kernel carries the address
+    space that `exec` replaces into it, so a child started by fork/vfork + exec
+    (multiprocessing "spawn") would report at least its parent's peak.
+    Elsewhere `ru_maxrss` (Linux reports KiB, macOS bytes).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
+
+
+def reset_peak_rss() -> None:
+    """Start a new high-water mark (Linux: `5` into /proc/self/clear_refs resets `VmHWM` to the
+    current RSS), so cells run one after another in one process each report their own peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux, or not permitted: the figure is then the process's peak
+
+
+def cuda_peaks_mb(device: torch.device) -> tuple[float | None, float | None]:
+    if device.type != "cuda":
+        return None, None
+    return (
+        torch.cuda.max_memory_allocated(device) / 1024**2,
+        torch.cuda.max_memory_reserved(device) / 1024**2,
+    )
+
+
+def reset_cuda_peaks(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
+def timed_predict(
+    model: nn.Module, data: Encoded, batch_size: int, device: torch.device, amp: bool
+) -> tuple[np.ndarray, float]:
+    """Outputs for every row, and examples per second of the whole pass."""
+    synchronize(device)
+    start = time.perf_counter()
+    outputs = predict(model, data, batch_size, device, amp)
+    synchronize(device)
+    return outputs, len(data) / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def latency_ms(
+    model: nn.Module,
+    data: Encoded,
+    device: torch.device,
+    amp: bool,
+    repeats: int = 100,
+    warmup: int = 5,
+    budget_s: float = 3.0,
+    min_repeats: int = 20,
+) -> tuple[float, float]:
+    """p50 and p95 of single-example forward time over real rows (warm-up first).
+
+    Stops after `repeats` rows, or once `budget_s` is spent and `min_repeats`
+    rows are timed, so a slow model does not spend minutes here. A split smaller than
+    `warmup + repeats` rows is cycled through, so any evaluation set of one row or more
+    gives a figure.
+    """
+    if len(data) == 0:
+        raise ValueError("latency needs at least one evaluation row")
+    model.eval()
+    order = np.random.default_rng(0).permutation(len(data))
+    rows = np.resize(order, warmup + repeats)  # repeats the order when the split is small
+    times: list[float] = []
+    for n, row in enumerate(rows):
+        batch = to_device(collate(data, np.array([row])), device)
+        synchronize(device)
+        start = time.perf_counter()
+        with autocast(device, amp):
+            model(batch)
+        synchronize(device)
+        if n >= warmup:
+            times.append(time.perf_counter() - start)
+            if len(times) >= min_repeats and sum(times) > budget_s:
+                break
+    return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 95) * 1000)
+
+
+@torch.no_grad()
+def flops_per_example(model: nn.Module, data: Encoded, device: torch.device) -> float | None:
+    """Forward FLOPs for the real row whose length is closest to the split's mean length."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lengths = data.lengths
+    row = int(np.argmin(np.abs(lengths - lengths.mean())))
+    batch = to_device(collate(data, np.array([row])), device)
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(batch)
+    total = counter.get_total_flops()
+    return float(total) if total > 0 else None
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({cpu_model()})"

@@ -1,0 +1,1 @@
+"""Model adapters: a registry, and one module per model family."""

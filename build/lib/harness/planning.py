@@ -1,0 +1,122 @@
+"""Planning: a suite file → validated cells (task × model × seed), before any cell runs.
+
+Everything a cell will need is checked here, so that a typo fails in a second, not
+after an hour of training: tasks exist and parse, adapters exist and accept their
+parameters, overrides are valid, and every cell id is unique in the run (two cells with
+one id would overwrite each other's record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from harness.config import CellSpec, Suite, TrainingSettings
+from harness.errors import InputError
+from harness.tasks.data import check_local_files
+from harness.tasks.registry import resolve_group, resolve_task
+from harness.yaml_io import read_mapping, validation_to_input_error
+
+
+def load_suite(path: Path) -> Suite:
+    raw = read_mapping(path, "suite", "suites/quickstart.yaml")
+    try:
+        return Suite.model_validate(raw)
+    except ValidationError as error:
+        raise validation_to_input_error(path, error) from None
+
+
+def merged_training(
+    base: TrainingSettings, overrides: dict[str, Any], where: Path, field: str
+) -> TrainingSettings:
+    try:
+        return TrainingSettings.model_validate({**base.model_dump(), **overrides})
+    except ValidationError as error:
+        bad = validation_to_input_error(where, error)
+        bad.field = f"{field}.{bad.field}"
+        raise bad from None
+
+
+def _check_unique(cells: list[tuple[CellSpec, str]], suite_path: Path) -> None:
+    """Two entries that make the same cell id would overwrite one record with the other."""
+    first: dict[str, str] = {}
+    for cell, origin in cells:
+        if cell.cell_id in first:
+            earlier = first[cell.cell_id]
+            task, model, seed = origin.split("/")
+            if earlier.split("/")[0] != task:
+                fix, field = (
+                    "a task may appear once in a suite; for a variant copy its YAML under a new name",
+                    task,
+                )
+            elif earlier.split("/")[2] != seed:
+                fix, field = "remove the repeated seed", seed
+            else:
+                fix, field = "give the models labels that do not contain '__'", model
+            raise InputError(
+                suite_path, f"{earlier} and {origin} both make the cell {cell.cell_id!r}", fix, field
+            )
+        first[cell.cell_id] = origin
+
+
+def expand_cells(
+    suite: Suite, suite_path: Path, data_dir: str | None = None, tasks_dirs: Sequence[Path] = ()
+) -> list[CellSpec]:
+    """Suite → cells, each with its training settings and every adapter parameter
+    (defaults included) resolved."""
+    from harness.models.registry import resolve_model_spec
+
+    models = [
+        resolve_model_spec(model, suite_path, f"models.{index}") for index, model in enumerate(suite.models)
+    ]
+    resolved = [resolve_task(ref, suite_path, index, tasks_dirs) for index, ref in enumerate(suite.tasks)]
+    tasks = [task for task, _ in resolved]
+    for task, task_file in resolved:
+        if task.dataset.format is not None:
+            check_local_files(task, task_file)
+    groups = [
+        resolve_group(task, suite_path, f"tasks.{index}", tasks_dirs) for index, task in enumerate(tasks)
+    ]
+    task_names = {task.name for task in tasks}
+    for index, model in enumerate(models):
+        for name in model.task_training:
+            if name not in task_names:
+                raise InputError(
+                    suite_path,
+                    f"task_training names {name!r}, which is not a task of this suite",
+                    f"use one of {', '.join(sorted(task_names))}",
+                    f"models.{index}.task_training",
+                )
+    cells: list[tuple[CellSpec, str]] = []
+    for t_index, (ref, task, group) in enumerate(zip(suite.tasks, tasks, groups, strict=True)):
+        task_training = merged_training(suite.training, ref.training, suite_path, f"tasks.{t_index}.training")
+        for m_index, model in enumerate(models):
+            training = merged_training(
+                task_training, model.training, suite_path, f"models.{m_index}.training"
+            )
+            training = merged_training(
+                training,
+                model.task_training.get(task.name, {}),
+                suite_path,
+                f"models.{m_index}.task_training.{task.name}",
+            )
+            for s_index, seed in enumerate(suite.seeds):
+                spec = CellSpec(
+                    suite=suite.name,
+                    task=task,
+                    model=model,
+                    seed=seed,
+                    training=training,
+                    device=suite.device,
+                    threads=suite.threads,
+                    data_dir=data_dir,
+                    resources=suite.resources,
+                    group=group,
+                    task_order=t_index,
+                )
+                cells.append((spec, f"tasks.{t_index}/models.{m_index}/seeds.{s_index}"))
+    _check_unique(cells, suite_path)
+    return [cell for cell, _ in cells]

@@ -1,0 +1,97 @@
+"""The result record: one flat, typed row per cell (schema in docs/architecture.md).
+
+A figure that was not measured is `None` (NULL in the store, empty in tables),
+never 0: a CPU cell has no CUDA memory figure, a failed cell has no metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.config import CellSpec
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class CellRecord:
+    # identity
+    run_id: str
+    cell_id: str
+    suite: str
+    task: str
+    model: str  # the suite's label for the model
+    adapter: str
+    seed: int
+    config_hash: str
+    status: str = "failed"  # "ok" or "failed"
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the user should know, e.g. a pad token added
+    # quality
+    metrics: dict[str, float] = field(default_factory=dict)
+    primary_metric: str | None = None
+    primary_value: float | None = None
+    # data
+    label_names: list[str] | None = None  # class names by id (the mapping of string labels)
+    train_examples: int | None = None
+    eval_examples: int | None = None
+    # training
+    epochs: int | None = None
+    best_epoch: int | None = None
+    steps: int | None = None
+    train_seconds: float | None = None
+    train_examples_per_s: float | None = None
+    train_tokens_per_s: float | None = None
+    # inference
+    infer_examples_per_s: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    # memory
+    peak_rss_mb: float | None = None
+    cuda_peak_allocated_mb: float | None = None
+    cuda_peak_reserved_mb: float | None = None
+    # size and work
+    params_total: int | None = None
+    params_trainable: int | None = None
+    flops_per_example: float | None = None
+    # provenance
+    device: str | None = None
+    device_name: str | None = None
+    cpu_model: str | None = None
+    threads: int | None = None
+    git_commit: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+    wall_seconds: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    predictions_file: str | None = None  # relative to the store's folder; set by the store
+
+    @classmethod
+    def for_spec(cls, spec: CellSpec, run_id: str) -> CellRecord:
+        """A record of this cell with its identity filled in (status failed until it is ok)."""
+        return cls(
+            run_id=run_id,
+            cell_id=spec.cell_id,
+            suite=spec.suite,
+            task=spec.task.name,
+            model=spec.model.display_label,
+            adapter=spec.model.adapter,
+            seed=spec.seed,
+            config_hash=spec.config_hash,
+            primary_metric=spec.task.primary_metric,
+            config=spec.model_dump(mode="json"),
+            started_at=now(),
+        )
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

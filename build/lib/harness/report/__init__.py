@@ -1,0 +1,65 @@
+"""Leaderboards from the results store: `leaderboard.md` and a self-contained `index.html`.
+
+| module | one job |
+|---|---|
+| `scores.py` | seeds pooled per (task, model); the GLUE score by the official rule |
+| `stats.py` | t-interval over seeds; paired bootstrap over examples |
+| `leader.py` | the top two models of a task tested on their predictions; ranks and ties |
+| `plots.py` | plotly figure specs of accuracy against cost, with the Pareto front |
+| `references.py` | published numbers (`suites/references.yaml`) |
+| `build.py` | records → `Report` (numbers and names only) |
+| `render.py`, `templates/` | `Report` → markdown and HTML (Jinja, autoescaped) |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.errors import InputError
+
+
+def generate_report(
+    store: Path,
+    out: Path,
+    run_ids: Sequence[str] = (),
+    suite: str | None = None,
+    references: Path | None = None,
+    title: str | None = None,
+    resamples: int = 1000,
+) -> tuple[list[Path], list[str]]:
+    """Write the report of some runs (default: the latest) to `out`; returns (paths, run ids)."""
+    from harness.report.build import build_report
+    from harness.report.references import load_references
+    from harness.report.render import write_report
+    from harness.store import Store
+
+    db = Store(store, create=False)
+    try:
+        for run_id in run_ids:
+            if not db.has_run(run_id):
+                raise InputError(store, f"no run {run_id!r}", "see `harness list runs`", "run_id")
+        if not run_ids and suite is None:
+            latest = db.latest_run()
+            if latest is None:
+                raise InputError(store, "the store has no runs", "run a suite first")
+            run_ids = [latest]
+        records = db.records(list(run_ids) or None, suite)
+        if records.empty or not (records["status"] == "ok").any():
+            what = f"suite {suite!r}" if suite else f"run(s) {', '.join(run_ids)}"
+            raise InputError(store, f"{what} has no finished (ok) cells", "pass other run ids or --suite")
+
+        def load_predictions(run_id: str, cell_id: str):
+            try:
+                return db.predictions(run_id, cell_id)
+            except (FileNotFoundError, OSError):
+                return None
+
+        found = load_references(references) if references is not None else []
+        if title is None:
+            suites = sorted({str(s) for s in records["suite"]})
+            title = f"Leaderboard: {', '.join(suites)}"
+        report = build_report(records, load_predictions, found, title=title, resamples=resamples)
+        return write_report(report, out), report.provenance.run_ids
+    finally:
+        db.close()

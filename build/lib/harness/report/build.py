@@ -1,0 +1,391 @@
+"""Records (+ predictions, references) → one `Report`: everything the templates show.
+
+Every fact about a task comes from the records themselves (each holds its cell's spec):
+its title, its metrics, where the suite listed it, and the group score it counts in.
+So a task defined beside a suite reports under its own title, and a report of an old
+store shows what that run ran, not what today's YAML on disk says.
+No formatting happens here, only numbers and names; `render.py` turns them into text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+from pydantic import ValidationError
+
+from harness.config import GroupSpec, TaskSpec
+from harness.report.leader import LeaderTest, PredictionLoader, judge_leader, ranked
+from harness.report.plots import colours, pareto_front, task_figures
+from harness.report.references import Reference
+from harness.report.scores import Entry, GroupScore, group_scores, pool_seeds
+from harness.tasks.metrics import split_metric_key
+
+
+@dataclass
+class TaskFacts:
+    """What the records say of one task."""
+
+    name: str
+    title: str
+    description: str
+    metric_keys: list[str]
+    order: int  # where the suite listed it (the smallest over the records)
+    group: GroupSpec | None
+
+
+def task_facts(records: pd.DataFrame) -> dict[str, TaskFacts]:
+    """Per task, its facts from the records' own specs, in the order the suites listed them."""
+    facts: dict[str, TaskFacts] = {}
+    for row in records.itertuples():
+        config = row.config or {}
+        try:
+            spec = TaskSpec.model_validate(config.get("task") or {})
+        except ValidationError:  # a record from before task specs were stored whole
+            spec = None
+        group = config.get("group")
+        order = int(config.get("task_order", 0) or 0)
+        known = facts.get(str(row.task))
+        if known is not None:
+            known.order = min(known.order, order)
+            continue
+        facts[str(row.task)] = TaskFacts(
+            name=str(row.task),
+            title=spec.display_title if spec else str(row.task),
+            description=spec.description if spec else "",
+            metric_keys=spec.metric_keys() if spec else [],
+            order=order,
+            group=GroupSpec.model_validate(group) if group else None,
+        )
+    return dict(sorted(facts.items(), key=lambda item: (item[1].order, item[0])))
+
+
+@dataclass
+class GroupView:
+    """A group score's columns in the overview, and its rule in words."""
+
+    spec: GroupSpec
+    score_names: list[str]
+
+    @property
+    def rule(self) -> str:
+        parts = [
+            f"{task}: {' + '.join(metrics)}"
+            for task, metrics in self.spec.members.items()
+            if len(metrics) > 1
+        ]
+        averaged = f" ({'; '.join(parts)})" if parts else ""
+        return (
+            f"{self.spec.title} score: each task's metrics are averaged first{averaged}, then the tasks; "
+            + "; ".join(f"{name} over {', '.join(self.spec.scores[name])}" for name in self.score_names)
+        )
+
+
+# --------------------------------------------------------------------------- the report's parts
+
+
+@dataclass
+class RefValue:
+    value: float
+    metric: str
+    reference: Reference
+    footnote: int
+    other_split: bool  # measured on another split than our runs (e.g. test, where we use dev)
+    other_metric: bool = False  # not the column's metric (MNLI's published mean of m and mm)
+
+
+@dataclass
+class RefRow:
+    """A published model in a table: its numbers by column, marked "not run here"."""
+
+    model: str
+    values: dict[str, RefValue] = field(default_factory=dict)  # column (task or metric) → value
+    extra: list[RefValue] = field(default_factory=list)  # numbers with no column of their own
+    footnotes: list[int] = field(default_factory=list)
+    scores: dict[str, GroupScore] = field(default_factory=dict)  # score name → complete scores only
+    published: dict[str, RefValue] = field(default_factory=dict)  # score name → the published score
+
+
+@dataclass
+class TaskSection:
+    name: str
+    title: str
+    description: str
+    primary_metric: str
+    metric_keys: list[str]
+    eval_splits: tuple[str, ...]
+    entries: list[Entry]  # ranked, best first
+    references: list[RefRow]
+    leader: LeaderTest | None
+    figures: dict[str, str]  # kind → figure id
+    pareto: dict[str, list[str]]  # kind → models on the Pareto front
+    memory_kinds: list[str]
+
+
+@dataclass
+class ModelRow:
+    model: str
+    entries: dict[str, Entry]  # task → entry
+    scores: dict[str, GroupScore]  # score name (GLUE-9) → score
+
+
+@dataclass
+class Provenance:
+    run_ids: list[str]
+    suites: list[str]
+    commits: list[str]
+    versions: dict[str, list[str]]
+    devices: list[str]
+    started: str | None
+    finished: str | None
+    generated: str
+    cells_ok: int
+    cells_failed: list[str]
+
+
+@dataclass
+class Report:
+    title: str
+    tasks: list[TaskSection]
+    models: list[ModelRow]
+    references: list[RefRow]  # overview rows
+    groups: list[GroupView]
+    footnotes: list[str]  # source texts; footnote n is footnotes[n - 1]
+    figures: dict[str, dict]
+    provenance: Provenance
+    notes: list[str]
+    alpha: float
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _same_split(reference: Reference, ours: Sequence[str]) -> bool:
+    if not ours:
+        return True
+    return all(split.split("[")[0].startswith(reference.split) for split in ours)
+
+
+class _Footnotes:
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+
+    def number(self, source: str) -> int:
+        if source not in self.sources:
+            self.sources.append(source)
+        return self.sources.index(source) + 1
+
+
+def _describe_device(row: pd.Series) -> str:
+    parts = [str(row.get("device") or "?")]
+    for key in ("device_name", "cpu_model"):
+        value = row.get(key)
+        if not isinstance(value, str) or not value or any(value in part for part in parts):
+            continue
+        parts = [part for part in parts if part not in value] + [value]
+    threads = row.get("threads")
+    if threads is not None and not (isinstance(threads, float) and math.isnan(threads)):
+        parts.append(f"{int(threads)} thread(s)")
+    return ", ".join(parts)
+
+
+def _provenance(records: pd.DataFrame, runs: Sequence[str]) -> Provenance:
+    ok = records[records["status"] == "ok"]
+    versions: dict[str, list[str]] = {}
+    for mapping in ok["versions"]:
+        for package, version in sorted((mapping or {}).items()):
+            versions.setdefault(package, [])
+            if str(version) not in versions[package]:
+                versions[package].append(str(version))
+    failed = records[records["status"] != "ok"]
+    starts = [s for s in records["started_at"] if isinstance(s, str) and s]
+    ends = [s for s in records["finished_at"] if isinstance(s, str) and s]
+    return Provenance(
+        run_ids=list(runs),
+        suites=sorted({str(s) for s in records["suite"]}),
+        commits=sorted({str(c) for c in ok["git_commit"] if isinstance(c, str) and c}),
+        versions=versions,
+        devices=sorted({_describe_device(row) for _, row in ok.iterrows()}),
+        started=min(starts) if starts else None,
+        finished=max(ends) if ends else None,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        cells_ok=len(ok),
+        cells_failed=[f"{r.task} / {r.model} / seed {r.seed}" for r in failed.itertuples()],
+    )
+
+
+def _reference_rows_for_task(
+    task: TaskSection, references: Sequence[Reference], notes: _Footnotes
+) -> list[RefRow]:
+    rows: dict[str, RefRow] = {}
+    for reference in references:
+        if reference.task != task.name:
+            continue
+        row = rows.setdefault(reference.model, RefRow(reference.model))
+        value = RefValue(
+            reference.value,
+            reference.metric,
+            reference,
+            notes.number(reference.source),
+            not _same_split(reference, task.eval_splits),
+        )
+        if reference.metric in task.metric_keys and reference.metric not in row.values:
+            row.values[reference.metric] = value
+        else:
+            row.extra.append(value)
+        if value.footnote not in row.footnotes:
+            row.footnotes.append(value.footnote)
+    return list(rows.values())
+
+
+def _overview_references(
+    tasks: Sequence[TaskSection], references: Sequence[Reference], notes: _Footnotes, groups: list[GroupView]
+) -> list[RefRow]:
+    by_model: dict[str, list[Reference]] = {}
+    for reference in references:
+        by_model.setdefault(reference.model, []).append(reference)
+    rows = []
+    for model, entries in by_model.items():
+        row = RefRow(model)
+        for task in tasks:
+            base, _ = split_metric_key(task.primary_metric)
+            candidates = [r for r in entries if r.task == task.name]
+            exact = [r for r in candidates if r.metric == task.primary_metric]
+            similar = [r for r in candidates if split_metric_key(r.metric)[0] == base]
+            chosen = (exact or similar or [None])[0]
+            if chosen is not None:
+                row.values[task.name] = RefValue(
+                    chosen.value,
+                    chosen.metric,
+                    chosen,
+                    notes.number(chosen.source),
+                    not _same_split(chosen, task.eval_splits),
+                    chosen.metric != task.primary_metric,
+                )
+        dev: dict[str, dict[str, float]] = {}
+        for reference in entries:
+            if reference.split == "validation":
+                dev.setdefault(reference.task, {})[reference.metric] = reference.value
+        for view in groups:
+            scores = group_scores(view.spec, dev)  # published rows show only complete scores
+            complete = {name: score for name, score in scores.items() if not score.partial}
+            row.scores.update(complete)
+            if complete:
+                for reference in entries:
+                    if reference.task in view.spec.members and reference.split == "validation":
+                        number = notes.number(reference.source)
+                        if number not in row.footnotes:
+                            row.footnotes.append(number)
+            published = [r for r in entries if r.task == view.spec.name]
+            if published:
+                first = published[0]
+                row.published[view.score_names[0]] = RefValue(
+                    first.value, first.metric, first, notes.number(first.source), False
+                )
+        for value in row.values.values():
+            if value.footnote not in row.footnotes:
+                row.footnotes.append(value.footnote)
+        for value in row.published.values():
+            if value.footnote not in row.footnotes:
+                row.footnotes.append(value.footnote)
+        if row.values or row.scores or row.published:
+            row.footnotes.sort()
+            rows.append(row)
+    return rows
+
+
+def build_report(
+    records: pd.DataFrame,
+    load_predictions: PredictionLoader,
+    references: Sequence[Reference] = (),
+    title: str = "Leaderboard",
+    alpha: float = 0.05,
+    resamples: int = 1000,
+) -> Report:
+    """The report of these records; `records` as `Store.records()` returns them."""
+    run_ids = list(dict.fromkeys(str(r) for r in records["run_id"]))
+    ok = records[records["status"] == "ok"]
+    notes: list[str] = []
+    footnotes = _Footnotes()
+    facts = task_facts(ok)
+    metric_order = {name: fact.metric_keys for name, fact in facts.items()}
+    entries = pool_seeds(ok, metric_order)
+    model_order = list(dict.fromkeys(str(m) for m in ok["model"]))
+    colour_of = colours(model_order)
+
+    sections: list[TaskSection] = []
+    figures: dict[str, dict] = {}
+    for index, (name, fact) in enumerate(facts.items()):
+        task_entries = ranked([e for e in entries if e.task == name])
+        leader = judge_leader(task_entries, load_predictions, alpha=alpha, resamples=resamples)
+        keys = list(metric_order.get(name, []))
+        for entry in task_entries:
+            keys += [k for k in entry.metrics if k not in keys]
+        primary = task_entries[0].primary_metric
+        keys = [primary] + [k for k in keys if k != primary]
+        section = TaskSection(
+            name=name,
+            title=fact.title,
+            description=fact.description,
+            primary_metric=primary,
+            metric_keys=keys,
+            eval_splits=task_entries[0].eval_splits,
+            entries=task_entries,
+            references=[],
+            leader=leader,
+            figures={},
+            pareto={},
+            memory_kinds=sorted({e.memory_kind for e in task_entries if e.memory_kind}),
+        )
+        for kind, figure in task_figures(fact.title, task_entries, colour_of).items():
+            figure_id = f"fig-{index}-{kind}"
+            figures[figure_id] = figure
+            section.figures[kind] = figure_id
+            cost = "infer_examples_per_s" if kind == "throughput" else "params_total"
+            points = {
+                (e.cost[cost], e.primary.mean): e.model
+                for e in task_entries
+                if e.cost.get(cost) and e.primary.mean is not None
+            }
+            front = pareto_front(list(points), x_higher_is_better=kind == "throughput")
+            section.pareto[kind] = [points[p] for p in front]
+        section.references = _reference_rows_for_task(section, references, footnotes)
+        sections.append(section)
+        for entry in task_entries:
+            if entry.mixed_configs:
+                notes.append(
+                    f"{name} / {entry.model}: seeds pooled from runs with differing settings "
+                    "(the same label was used for different configurations)"
+                )
+
+    specs = {fact.group.name: fact.group for fact in facts.values() if fact.group is not None}
+    groups = [GroupView(spec, list(spec.scores)) for spec in specs.values()]
+    models = []
+    for model in model_order:
+        mine = {e.task: e for e in entries if e.model == model}
+        scores: dict[str, GroupScore] = {}
+        for view in groups:
+            scores.update(group_scores(view.spec, {task: e.metric_means() for task, e in mine.items()}))
+        models.append(ModelRow(model, mine, scores))
+    overview_refs = _overview_references(sections, references, footnotes, groups)
+    provenance = _provenance(records, run_ids)
+    if provenance.cells_failed:
+        notes.append(
+            f"{len(provenance.cells_failed)} failed cell(s) are not shown: "
+            + "; ".join(provenance.cells_failed)
+        )
+    return Report(
+        title=title,
+        tasks=sections,
+        models=models,
+        references=overview_refs,
+        groups=groups,
+        footnotes=footnotes.sources,
+        figures=figures,
+        provenance=provenance,
+        notes=notes,
+        alpha=alpha,
+    )

@@ -1,0 +1,116 @@
+"""Accuracy against cost: plotly figure specs (plain dicts) per task, with the Pareto front.
+
+Two figures per task: the primary metric against inference throughput (higher is
+cheaper) and against parameters (lower is cheaper), both on log axes. One trace per
+model, one point each (the mean over seeds, the 95% CI as an error bar); the Pareto
+front is a line without markers. Every string is HTML-escaped, because plotly renders
+a small HTML subset in text; escaped, it shows the characters as written.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+
+from harness.report.scores import Entry
+
+PALETTE = (
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+    "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+)  # fmt: skip
+SYSTEM_FONTS = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
+
+
+def _positive(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def pareto_front(
+    points: Sequence[tuple[float, float]], x_higher_is_better: bool
+) -> list[tuple[float, float]]:
+    """The points no other point beats on both axes (y higher is better), ordered by x."""
+    sign = -1.0 if x_higher_is_better else 1.0
+    best_first = sorted(points, key=lambda p: (sign * p[0], -p[1]))
+    front: list[tuple[float, float]] = []
+    for x, y in best_first:
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return sorted(front)
+
+
+def colours(models: Sequence[str]) -> dict[str, str]:
+    return {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(models)}
+
+
+def cost_figure(
+    title: str,
+    entries: Sequence[Entry],
+    cost: str,
+    colour_of: dict[str, str],
+) -> dict | None:
+    """One figure of the primary metric against `cost` (`infer_examples_per_s` or `params_total`)."""
+    throughput = cost == "infer_examples_per_s"
+    axis_title = "inference examples/s (log)" if throughput else "parameters (log)"
+    points, traces = [], []
+    for entry in entries:
+        x, y = entry.cost.get(cost), entry.primary.mean
+        if not _positive(x) or y is None:
+            continue
+        points.append((x, y))
+        half = entry.primary.half_width
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": html.escape(entry.model),
+                "x": [x],
+                "y": [y],
+                "error_y": {"type": "data", "array": [half or 0.0], "visible": half is not None},
+                "marker": {"size": 11, "color": colour_of.get(entry.model, PALETTE[0])},
+                "customdata": [[entry.primary.n]],
+                "hovertemplate": (
+                    "%{fullData.name}<br>"
+                    + ("%{x:,.0f} examples/s" if throughput else "%{x:,.3s} parameters")
+                    + f"<br>{html.escape(entry.primary_metric)} %{{y:.1f}} (n=%{{customdata[0]}})"
+                    + "<extra></extra>"
+                ),
+            }
+        )
+    if not traces:
+        return None
+    front = pareto_front(points, x_higher_is_better=throughput)
+    traces.append(
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": "Pareto front",
+            "x": [p[0] for p in front],
+            "y": [p[1] for p in front],
+            "line": {"dash": "dot", "color": "#666", "width": 1.5},
+            "hoverinfo": "skip",
+        }
+    )
+    metric = html.escape(entries[0].primary_metric)
+    return {
+        "data": traces,
+        "layout": {
+            "title": {"text": f"{html.escape(title)}: {metric} vs {axis_title.removesuffix(' (log)')}"},
+            "xaxis": {"type": "log", "title": {"text": axis_title}},
+            "yaxis": {"title": {"text": f"{metric} (%)"}},
+            "font": {"family": SYSTEM_FONTS, "size": 12},
+            "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
+            "margin": {"l": 55, "r": 15, "t": 45, "b": 10},
+            "autosize": True,
+            "hovermode": "closest",
+        },
+    }
+
+
+def task_figures(title: str, entries: Sequence[Entry], colour_of: dict[str, str]) -> dict[str, dict]:
+    """`{"throughput": figure, "params": figure}`, leaving out a figure with nothing to plot."""
+    figures = {
+        "throughput": cost_figure(title, entries, "infer_examples_per_s", colour_of),
+        "params": cost_figure(title, entries, "params_total", colour_of),
+    }
+    return {kind: figure for kind, figure in figures.items() if figure is not None}

@@ -1,0 +1,180 @@
+"""Seeds pooled into one entry per (task, model), and group scores (GLUE's) by their rule.
+
+A group score is data (`GroupSpec`, from `<tasks dir>/groups/<name>.yaml`, carried in each
+record): a member's task score is the unweighted mean of its listed metrics (GLUE: MRPC
+and QQP mean(F1, accuracy), STS-B mean(Pearson, Spearman), MNLI mean(matched, mismatched
+accuracy)); each named score (GLUE-9, GLUE-8) is the unweighted mean of its members' task
+scores. A score over fewer members is returned as partial, with the members it lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness.config import GroupSpec
+from harness.report.stats import Estimate, t_interval
+
+COST_COLUMNS = (
+    "train_examples_per_s",
+    "infer_examples_per_s",
+    "latency_p50_ms",
+    "params_total",
+    "flops_per_example",
+)
+
+
+def _finite(value) -> bool:
+    return value is not None and isinstance(value, int | float) and math.isfinite(value)
+
+
+def member_score(group: GroupSpec, task: str, metrics: Mapping[str, float | None]) -> float | None:
+    """One member's task score from its metrics (percent), or None when a metric is missing."""
+    keys = group.members.get(task)
+    if keys is None:
+        return None
+    values = [metrics.get(key) for key in keys]
+    if all(_finite(value) for value in values):
+        return sum(values) / len(values)
+    for alias in group.aliases.get(task, ()):
+        if _finite(metrics.get(alias)):
+            return float(metrics[alias])
+    return None
+
+
+@dataclass(frozen=True)
+class GroupScore:
+    name: str  # e.g. "GLUE-9"
+    value: float | None  # mean over the members present
+    present: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def total(self) -> int:
+        return len(self.present) + len(self.missing)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing)
+
+    @property
+    def note(self) -> str:
+        """Empty for a full score, else e.g. `partial: 5/8, missing mnli, qqp, qnli`."""
+        if not self.partial or self.value is None:
+            return ""
+        return f"partial: {len(self.present)}/{self.total}, missing {', '.join(self.missing)}"
+
+
+def score_over(name: str, members: tuple[str, ...], task_scores: Mapping[str, float | None]) -> GroupScore:
+    present = tuple(task for task in members if _finite(task_scores.get(task)))
+    missing = tuple(task for task in members if task not in present)
+    value = sum(task_scores[task] for task in present) / len(present) if present else None
+    return GroupScore(name, value, present, missing)
+
+
+def group_scores(
+    group: GroupSpec, metrics_by_task: Mapping[str, Mapping[str, float | None]]
+) -> dict[str, GroupScore]:
+    """Every named score of the group (GLUE-9, GLUE-8) from one model's metrics per task."""
+    task_scores = {task: member_score(group, task, metrics_by_task.get(task, {})) for task in group.members}
+    return {name: score_over(name, tuple(members), task_scores) for name, members in group.scores.items()}
+
+
+# --------------------------------------------------------------------------- seeds pooled
+
+
+@dataclass
+class Entry:
+    """One model on one task, its seeds pooled."""
+
+    task: str
+    model: str
+    primary_metric: str
+    metrics: dict[str, Estimate]
+    cost: dict[str, float | None]
+    memory_mb: float | None
+    memory_kind: str | None  # "CUDA" (peak allocated) or "RSS" (peak resident set)
+    seeds: list[int]
+    cells: list[tuple[str, str, int]]  # (run_id, cell_id, seed)
+    eval_splits: tuple[str, ...]  # the dataset splits evaluated, e.g. ("validation",)
+    eval_subset: int | None = None  # max_eval_examples when the evaluation was a subset
+    train_examples: int | None = None  # training rows per epoch (the most over seeds)
+    epochs: int | None = None  # epochs trained (the most over seeds)
+    mixed_configs: bool = False  # seeds pooled from differing model/training settings
+    rank: str = ""  # filled in by the leader test, e.g. "1", "=1", "3"
+
+    @property
+    def primary(self) -> Estimate:
+        return self.metrics.get(self.primary_metric, Estimate(None, None, 0))
+
+    def metric_means(self) -> dict[str, float | None]:
+        return {name: estimate.mean for name, estimate in self.metrics.items()}
+
+
+def _mean(series: pd.Series) -> float | None:
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    return float(values.mean()) if len(values) else None
+
+
+def _most(series: pd.Series) -> int | None:
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    return int(values.max()) if len(values) else None
+
+
+def _eval_splits(config: dict) -> tuple[str, ...]:
+    splits = (config.get("task") or {}).get("splits") or {}
+    evaluation = splits.get("eval")
+    if isinstance(evaluation, dict):
+        return tuple(str(v) for v in evaluation.values())
+    return (str(evaluation),) if evaluation else ()
+
+
+def _settings_key(config: dict) -> str:
+    """What must agree for seeds to be pooled: task, model and training settings."""
+    return json.dumps(
+        {k: config.get(k) for k in ("task", "model", "training", "device")}, sort_keys=True, default=str
+    )
+
+
+def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | None = None) -> list[Entry]:
+    """One `Entry` per (task, model label) of the ok records, metrics as mean ± t-interval."""
+    entries = []
+    ok = records[records["status"] == "ok"]
+    for (task, model), group in ok.groupby(["task", "model"], sort=False):
+        names = list((metric_order or {}).get(task, []))
+        for metrics in group["metrics"]:
+            names += [name for name in metrics if name not in names]
+        estimates = {name: t_interval([metrics.get(name) for metrics in group["metrics"]]) for name in names}
+        cuda = _mean(group["cuda_peak_allocated_mb"]) if "cuda_peak_allocated_mb" in group else None
+        rss = _mean(group["peak_rss_mb"]) if "peak_rss_mb" in group else None
+        configs = list(group["config"])
+        limits = [(c.get("training") or {}).get("max_eval_examples") for c in configs]
+        limits = [int(limit) for limit in limits if limit is not None]
+        sizes = pd.to_numeric(group["eval_examples"], errors="coerce").dropna()
+        cut = bool(limits) and (not len(sizes) or sizes.min() >= min(limits))
+        entries.append(
+            Entry(
+                task=str(task),
+                model=str(model),
+                primary_metric=str(group["primary_metric"].iloc[0]),
+                metrics=estimates,
+                cost={column: _mean(group[column]) for column in COST_COLUMNS if column in group},
+                memory_mb=cuda if cuda is not None else rss,
+                memory_kind="CUDA" if cuda is not None else ("RSS" if rss is not None else None),
+                seeds=sorted(int(s) for s in group["seed"]),
+                cells=[
+                    (str(r.run_id), str(r.cell_id), int(r.seed))
+                    for r in group[["run_id", "cell_id", "seed"]].itertuples()
+                ],
+                eval_splits=_eval_splits(configs[0]) if configs else (),
+                eval_subset=max(limits) if cut else None,
+                train_examples=_most(group["train_examples"]) if "train_examples" in group else None,
+                epochs=_most(group["epochs"]) if "epochs" in group else None,
+                mixed_configs=len({_settings_key(c) for c in configs}) > 1,
+            )
+        )
+    return entries

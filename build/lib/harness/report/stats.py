@@ -1,0 +1,105 @@
+"""Uncertainty: a t-interval over seeds, and a paired bootstrap over examples.
+
+- `t_interval`: the mean over seeds with a 95% Student-t confidence interval
+  (half-width t(0.975, n-1) * s / sqrt(n)); one seed has no interval.
+- `paired_bootstrap`: is model A ahead of model B on the same examples? Examples are
+  resampled with replacement (the same resample for both models); on each resample
+  each model's metric is computed per seed and averaged over its seeds (for accuracy
+  this is the mean over examples of the seed-averaged correctness). The p-value is
+  one-sided, the share of resamples where A is not ahead, (1 + #{delta* <= 0}) / (B + 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from harness.tasks.metrics import get_metric
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A figure over seeds: its mean, the 95% CI half-width (None for one seed), and n."""
+
+    mean: float | None
+    half_width: float | None
+    n: int
+
+    @property
+    def low(self) -> float | None:
+        return None if self.mean is None or self.half_width is None else self.mean - self.half_width
+
+    @property
+    def high(self) -> float | None:
+        return None if self.mean is None or self.half_width is None else self.mean + self.half_width
+
+
+def t_interval(values: Sequence[float | None], confidence: float = CONFIDENCE) -> Estimate:
+    """Mean and t-interval of the finite values (NaN and None are not measurements)."""
+    finite = np.array([v for v in values if v is not None and math.isfinite(float(v))], dtype=float)
+    n = len(finite)
+    if n == 0:
+        return Estimate(None, None, 0)
+    mean = float(finite.mean())
+    if n == 1:
+        return Estimate(mean, None, 1)
+    sem = float(finite.std(ddof=1)) / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
+    return Estimate(mean, half, n)
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    delta: float  # A - B on the real examples (points)
+    low: float  # 95% percentile interval of the resampled delta
+    high: float
+    p_value: float  # one-sided: A is not ahead of B
+    resamples: int
+    examples: int
+
+
+def paired_bootstrap(
+    metric: str,
+    labels: np.ndarray,
+    predictions_a: Sequence[np.ndarray],
+    predictions_b: Sequence[np.ndarray],
+    resamples: int = 1000,
+    seed: int = 0,
+    max_cells: int = 2_000_000,
+) -> BootstrapResult:
+    """Paired bootstrap of metric(A) - metric(B); each side is a list of per-seed prediction arrays.
+
+    All arrays are aligned: element i of every array is the same example.
+    """
+    function = get_metric(metric).resampled
+    if function is None:
+        raise ValueError(f"metric {metric!r} has no resampled form for the bootstrap")
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n == 0 or not predictions_a or not predictions_b:
+        raise ValueError("the bootstrap needs examples and predictions of both models")
+
+    def pooled(predictions: Sequence[np.ndarray], index: np.ndarray) -> np.ndarray:
+        return np.mean([function(np.asarray(p)[index], labels[index]) for p in predictions], axis=0)
+
+    everything = np.arange(n)[None, :]
+    observed = float(pooled(predictions_a, everything)[0] - pooled(predictions_b, everything)[0])
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, max_cells // n))
+    deltas = []
+    for start in range(0, resamples, chunk):
+        index = rng.integers(0, n, size=(min(chunk, resamples - start), n))
+        deltas.append(pooled(predictions_a, index) - pooled(predictions_b, index))
+    delta_star = np.concatenate(deltas)
+    delta_star = delta_star[np.isfinite(delta_star)]
+    if len(delta_star) == 0:
+        return BootstrapResult(observed, math.nan, math.nan, math.nan, 0, n)
+    p_value = (1 + int((delta_star <= 0).sum())) / (len(delta_star) + 1)
+    low, high = np.percentile(delta_star, [2.5, 97.5])
+    return BootstrapResult(observed, float(low), float(high), p_value, len(delta_star), n)

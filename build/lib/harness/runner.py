@@ -1,0 +1,163 @@
+"""The runner: suite → cells → executor → store. The only loop over cells, the only writer.
+
+Each finished cell is written at once, in its own transaction, so a crash, a `kill -9`
+or a Ctrl-C loses at most the cell in flight; `--resume` continues the suite's latest
+run and runs only the cells without an ok record there. Nothing computed is dropped on
+the way to the store: a record the store cannot take is kept as JSON in the run folder
+(or, failing that, printed), and the suite goes on.
+
+This module and everything it imports on the driver side stay free of torch: the cells
+import it in their own processes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.config import CellSpec
+from harness.errors import InputError
+from harness.executors import CellFailure, Outcome, make_executor
+from harness.planning import expand_cells, load_suite
+from harness.progress import RunDisplay
+from harness.record import CellRecord, now
+from harness.store import Store, cell_file_stem
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    ran: int
+    skipped: int
+    failed: int
+    unsaved: int = 0  # cells not wholly stored (the record kept as JSON, or predictions lost)
+
+
+def new_run_id(suite: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", suite).strip(".-")[:60] or "suite"
+    return f"{stamp}-{safe}-{uuid.uuid4().hex[:6]}"
+
+
+def failed_record(spec: CellSpec, run_id: str, failure: CellFailure) -> CellRecord:
+    record = CellRecord.for_spec(spec, run_id)
+    record.error = failure.error
+    record.finished_at = now()
+    return record
+
+
+def interruptible(
+    outcomes: Iterable[tuple[CellSpec, Outcome]], store: Store, run_id: str, console: Console
+) -> Iterator[tuple[CellSpec, Outcome]]:
+    """Pass outcomes through; on Ctrl-C mark the run interrupted (finished cells are stored)."""
+    try:
+        yield from outcomes
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "interrupted")
+        console.print("[yellow]interrupted; finished cells are stored. Continue with --resume[/]")
+        raise
+
+
+def select_models(cells: list[CellSpec], labels: list[str] | None, suite_path: Path) -> list[CellSpec]:
+    if not labels:
+        return cells
+    known = list(dict.fromkeys(cell.model.display_label for cell in cells))
+    for label in labels:
+        if label not in known:
+            raise InputError(
+                suite_path,
+                f"--model {label!r} is not a model of this suite",
+                f"use one of {', '.join(known)}",
+                "models",
+            )
+    return [cell for cell in cells if cell.model.display_label in labels]
+
+
+def keep(store: Store, spec: CellSpec, outcome: Outcome, run_id: str, console: Console) -> bool:
+    """Write one outcome to the store; True when all of it is there (the record, and its
+    predictions when it has any). Never raises: a record the store cannot take goes to
+    `<run folder>/unsaved/` as JSON (or to the console)."""
+    if isinstance(outcome, CellFailure):
+        record, predictions = failed_record(spec, run_id, outcome), None
+    else:
+        record, predictions = outcome.record, outcome.predictions
+    try:
+        if isinstance(outcome, CellFailure):
+            log = store.log_path(run_id, spec.cell_id)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(outcome.details or outcome.error)
+    except OSError as error:
+        record.notes.append(f"log not saved: {type(error).__name__}: {error}")
+    try:
+        store.write_cell(record, predictions)
+        return predictions is None or record.predictions_file is not None
+    except Exception as error:  # a full disk, a broken store: the record must survive
+        text = json.dumps(record.to_dict(), default=str, indent=1)
+        try:
+            fallback = store.run_folder(run_id) / "unsaved" / f"{cell_file_stem(spec.cell_id)}.json"
+            fallback.parent.mkdir(parents=True, exist_ok=True)
+            fallback.write_text(text)
+            where = f"kept in {fallback}"
+        except OSError:
+            console.print(text, markup=False, highlight=False)
+            where = "printed above"
+        console.print(f"[red]✗ {spec.cell_id}: the store could not take its record ({error}); {where}[/]")
+        return False
+
+
+def run_suite(
+    suite_path: Path,
+    store_path: Path,
+    console: Console,
+    data_dir: str | None = None,
+    resume: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
+    only_models: list[str] | None = None,
+    tasks_dirs: Sequence[Path] = (),
+) -> RunSummary:
+    """Run the suite's cells, or with `only_models` the cells of those model labels (to redo
+    one model after changing it: with `resume`, into the suite's latest run)."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise InputError(
+            data_dir,
+            "--data-dir is not a folder",
+            "point it at a data mirror such as ../shared/data",
+        )
+    suite = load_suite(suite_path)
+    all_cells = expand_cells(suite, suite_path, data_dir, tasks_dirs)
+    cells = select_models(all_cells, only_models, suite_path)
+    execute = make_executor(executor, ray_address)
+    with Store(store_path) as store:
+        store.mark_abandoned()
+        resumed = store.latest_run(suite.name) if resume else None
+        run_id = resumed or new_run_id(suite.name)
+        done = store.ok_hashes(run_id)
+        todo = [cell for cell in cells if cell.config_hash not in done]
+        store.start_run(run_id, suite.name, str(suite_path), len(all_cells if resumed else cells))
+        console.print(
+            f"run [bold]{run_id}[/]: {len(cells)} cells"
+            + (f", {len(cells) - len(todo)} already done" if resume else "")
+        )
+        failed = unsaved = 0
+        with RunDisplay(len(todo), console) as display:
+            for spec, outcome in interruptible(execute(todo, run_id, display), store, run_id, console):
+                ok = not isinstance(outcome, CellFailure)
+                if not ok:
+                    failed += 1
+                    console.print(f"[red]✗ {spec.cell_id}: {outcome.error}[/]")
+                if not keep(store, spec, outcome, run_id, console):
+                    unsaved += 1
+                elif ok:
+                    for note in outcome.record.notes:
+                        console.print(f"[yellow]! {spec.cell_id}: {note}[/]")
+                display.finished(spec, ok)
+        store.finish_run(run_id, "failed" if failed or unsaved else "ok")
+        return RunSummary(run_id, len(todo), len(cells) - len(todo), failed, unsaved)

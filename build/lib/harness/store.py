@@ -1,0 +1,314 @@
+"""The results store: SQLite (WAL), one transaction per finished cell, plus a folder per run.
+
+Tables:
+- `runs`: one row per `harness run` (id, suite, suite file, times, status, and the
+  driver's host and process, so a run whose driver was killed reads as `abandoned`).
+- `records`: one row per cell, the columns of `CellRecord`; dict and list fields as
+  strict JSON (an undefined metric is `null`, so SQLite's JSON functions read it).
+- `metrics`: (run_id, cell_id, name, value), so metrics can be queried in SQL.
+
+Per-example predictions go to `<store dir>/runs/<run_id>/predictions/<file>.parquet`,
+where the file name is derived from the cell id (a slug and a short hash: a model label
+may hold any text, `/` and `..` included) and kept in the record's `predictions_file`.
+
+Several processes may write one store at once: every write is a `BEGIN IMMEDIATE`
+transaction, which waits (up to `BUSY_TIMEOUT_S`) for another writer instead of failing
+with "database is locked". Only runners write here; `load_records()` reads into pandas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import socket
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness import strict_json
+from harness.errors import InputError
+from harness.record import CellRecord
+
+DEFAULT_STORE = Path("results/harness.db")
+# columns stored as JSON text, with the JSON an empty (NULL) one reads as
+JSON_FIELDS = {"metrics": "{}", "versions": "{}", "config": "{}", "notes": "[]", "label_names": "null"}
+SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT"}
+BUSY_TIMEOUT_S = 120
+RUN_COLUMNS = {
+    "run_id": "TEXT PRIMARY KEY", "suite": "TEXT", "suite_path": "TEXT", "started_at": "TEXT",
+    "finished_at": "TEXT", "status": "TEXT", "cells": "INTEGER",
+    "driver_host": "TEXT", "driver_pid": "INTEGER", "driver_started": "REAL",
+}  # fmt: skip
+
+
+def cell_file_stem(cell_id: str) -> str:
+    """A file name for a cell id that is safe on any file system and unique per id:
+    the id's harmless characters (at most 80), then 10 hex digits of its hash."""
+    slug = re.sub(r"[^A-Za-z0-9_.=-]+", "-", cell_id).strip(".-")[:80] or "cell"
+    return f"{slug}-{hashlib.sha256(cell_id.encode()).hexdigest()[:10]}"
+
+
+def _record_columns() -> dict[str, str]:
+    return {
+        f.name: "TEXT" if f.name in JSON_FIELDS else _column_type(str(f.type)) for f in fields(CellRecord)
+    }
+
+
+def _column_type(annotation: str) -> str:
+    for python_type, sql in SQL_TYPES.items():
+        if annotation.startswith(python_type.__name__):
+            return sql
+    return "TEXT"
+
+
+def _schema() -> str:
+    runs = ",\n  ".join(f"{name} {kind}" for name, kind in RUN_COLUMNS.items())
+    records = ",\n  ".join(f"{name} {kind}" for name, kind in _record_columns().items())
+    return f"""
+CREATE TABLE IF NOT EXISTS runs (
+  {runs}
+);
+CREATE TABLE IF NOT EXISTS records (
+  {records},
+  PRIMARY KEY (run_id, cell_id)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+  run_id TEXT, cell_id TEXT, name TEXT, value REAL,
+  PRIMARY KEY (run_id, cell_id, name)
+);
+CREATE INDEX IF NOT EXISTS records_by_hash ON records (config_hash, status);
+"""
+
+
+def _process_started(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+class Store:
+    def __init__(self, path: Path | str = DEFAULT_STORE, create: bool = True):
+        self.path = Path(path)
+        if not self.path.exists() and not create:
+            raise InputError(self.path, "no results store here", "run a suite first or pass --store")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # autocommit: every write below is an explicit BEGIN IMMEDIATE ... COMMIT
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(_schema())
+            self._add_missing_columns()
+        except sqlite3.DatabaseError as error:
+            raise InputError(self.path, f"not a results store ({error})", "pass another --store") from None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _add_missing_columns(self) -> None:
+        """A store written by an older version gains the columns added since (NULL in old rows)."""
+        for table, wanted in (("runs", RUN_COLUMNS), ("records", _record_columns())):
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            missing = [(name, kind) for name, kind in wanted.items() if name not in have]
+            if missing:
+                with self.transaction() as db:
+                    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                    for name, kind in missing:
+                        if name not in have:  # another process may have added it meanwhile
+                            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind.split()[0]}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: takes the write lock at once (waiting for other writers),
+        commits, or rolls back on error."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def run_folder(self, run_id: str) -> Path:
+        return self.path.parent / "runs" / run_id
+
+    def log_path(self, run_id: str, cell_id: str) -> Path:
+        return self.run_folder(run_id) / "logs" / f"{cell_file_stem(cell_id)}.log"
+
+    # ------------------------------------------------------------------ writing
+
+    def start_run(self, run_id: str, suite: str, suite_path: str, cells: int) -> None:
+        """Mark the run as running, driven by this process (a resumed run is taken over)."""
+        pid = os.getpid()
+        driver = (socket.gethostname(), pid, _process_started(pid))
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO runs (run_id, suite, suite_path, started_at, status, cells)"
+                " VALUES (?, ?, ?, ?, 'running', ?)",
+                (run_id, suite, suite_path, _now(), cells),
+            )
+            db.execute(
+                "UPDATE runs SET status = 'running', cells = ?, finished_at = NULL, driver_host = ?,"
+                " driver_pid = ?, driver_started = ? WHERE run_id = ?",
+                (cells, *driver, run_id),
+            )
+
+    def mark_abandoned(self) -> list[str]:
+        """Runs of this host still marked `running` whose driver process is gone (killed,
+        crashed, the machine restarted) become `abandoned`; returns their ids. Finished cells
+        stay in the store, and `harness run --resume` completes the rest."""
+        host = socket.gethostname()
+        rows = self.db.execute(
+            "SELECT run_id, driver_pid, driver_started FROM runs"
+            " WHERE status = 'running' AND driver_host = ?",
+            (host,),
+        ).fetchall()
+        gone = [
+            run_id
+            for run_id, pid, started in rows
+            if pid is None or started is None or _process_started(pid) != started
+        ]
+        if gone:
+            with self.transaction() as db:
+                db.executemany(
+                    "UPDATE runs SET status = 'abandoned' WHERE run_id = ? AND status = 'running'",
+                    [(run_id,) for run_id in gone],
+                )
+        return gone
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
+                (_now(), status, run_id),
+            )
+
+    def write_cell(self, record: CellRecord, predictions: pd.DataFrame | None = None) -> None:
+        """Persist one finished cell: its predictions file, then one transaction for its rows.
+
+        A predictions file that cannot be written (disk full, a read-only folder) does not
+        lose the record: it is stored without predictions and says so in its notes.
+        """
+        if predictions is not None:
+            relative = (
+                Path("runs") / record.run_id / "predictions" / f"{cell_file_stem(record.cell_id)}.parquet"
+            )
+            try:
+                (self.path.parent / relative).parent.mkdir(parents=True, exist_ok=True)
+                predictions.to_parquet(self.path.parent / relative, index=False)
+                record.predictions_file = relative.as_posix()
+            except OSError as error:
+                record.predictions_file = None
+                record.notes.append(f"predictions not saved: {type(error).__name__}: {error}")
+        row = record.to_dict()
+        values = [
+            strict_json.dumps(row[name]) if name in JSON_FIELDS else _finite_or_none(row[name])
+            for name in CellRecord.columns()
+        ]
+        columns = ", ".join(CellRecord.columns())
+        placeholders = ", ".join("?" for _ in values)
+        with self.transaction() as db:
+            db.execute(f"INSERT OR REPLACE INTO records ({columns}) VALUES ({placeholders})", values)
+            db.execute(
+                "DELETE FROM metrics WHERE run_id = ? AND cell_id = ?",
+                (record.run_id, record.cell_id),
+            )
+            db.executemany(
+                "INSERT INTO metrics VALUES (?, ?, ?, ?)",
+                [
+                    (record.run_id, record.cell_id, name, _finite_or_none(value))
+                    for name, value in record.metrics.items()
+                ],
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def runs(self) -> pd.DataFrame:
+        self.mark_abandoned()
+        return pd.read_sql_query("SELECT * FROM runs ORDER BY started_at, run_id", self.db)
+
+    def run_status(self, run_id: str) -> str | None:
+        self.mark_abandoned()
+        row = self.db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def latest_run(self, suite: str | None = None) -> str | None:
+        query = "SELECT run_id FROM runs" + (" WHERE suite = ?" if suite else "")
+        row = self.db.execute(
+            query + " ORDER BY started_at DESC, run_id DESC LIMIT 1", (suite,) if suite else ()
+        ).fetchone()
+        return row[0] if row else None
+
+    def has_run(self, run_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
+
+    def ok_hashes(self, run_id: str) -> set[str]:
+        rows = self.db.execute(
+            "SELECT config_hash FROM records WHERE run_id = ? AND status = 'ok'", (run_id,)
+        )
+        return {row[0] for row in rows}
+
+    def records(self, run_ids: Sequence[str] | None = None, suite: str | None = None) -> pd.DataFrame:
+        query, params = "SELECT * FROM records WHERE 1 = 1", []
+        if run_ids:
+            query += f" AND run_id IN ({', '.join('?' for _ in run_ids)})"
+            params += list(run_ids)
+        if suite:
+            query += " AND suite = ?"
+            params.append(suite)
+        frame = pd.read_sql_query(query + " ORDER BY run_id, task, model, seed", self.db, params=params)
+        for name, empty in JSON_FIELDS.items():
+            frame[name] = frame[name].map(lambda text, e=empty: json.loads(text or e))
+        # metrics are stored as strict JSON (an undefined value as null); NaN again in memory
+        frame["metrics"] = frame["metrics"].map(
+            lambda metrics: {k: float("nan") if v is None else v for k, v in metrics.items()}
+        )
+        metric_columns = pd.DataFrame(list(frame["metrics"]), index=frame.index)
+        return pd.concat([frame, metric_columns.add_prefix("metric.")], axis=1)
+
+    def predictions(self, run_id: str, cell_id: str) -> pd.DataFrame:
+        """A cell's per-example predictions; `FileNotFoundError` when it has none."""
+        row = self.db.execute(
+            "SELECT predictions_file FROM records WHERE run_id = ? AND cell_id = ?", (run_id, cell_id)
+        ).fetchone()
+        if row is None or row[0] is None:
+            legacy = self.run_folder(run_id) / "predictions" / f"{cell_id}.parquet"  # stores before 0.2
+            if legacy.is_file() and legacy.resolve().is_relative_to(self.path.parent.resolve()):
+                return pd.read_parquet(legacy)
+            raise FileNotFoundError(f"no predictions stored for {cell_id} of run {run_id}")
+        return pd.read_parquet(self.path.parent / row[0])
+
+
+def load_records(
+    store: Path | str = DEFAULT_STORE,
+    run_ids: Sequence[str] | None = None,
+    suite: str | None = None,
+) -> pd.DataFrame:
+    """All records (or those of some runs / a suite) as a DataFrame, metrics as `metric.<name>`."""
+    with Store(store, create=False) as db:
+        return db.records(run_ids, suite)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,75 @@
+"""Rich tables of records: what `harness run` ends with and what `harness show` prints."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.table import Table
+
+
+def fmt(value, digits: int = 2) -> str:
+    """A number for a table; a missing figure is empty, NaN is shown as NaN."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _si(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.1f}{unit}"
+    return f"{value:.0f}"
+
+
+def _present(row: pd.Series, column: str):
+    value = row.get(column)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def records_table(records: pd.DataFrame, title: str) -> Table:
+    """One row per cell: its metrics (NaN stays NaN), cost and status."""
+    table = Table(title=title, title_justify="left")
+    for column, justify in [
+        ("task", "left"),
+        ("model", "left"),
+        ("seed", "right"),
+        ("status", "left"),
+        ("metrics (%)", "left"),
+        ("train ex/s", "right"),
+        ("infer ex/s", "right"),
+        ("p50 ms", "right"),
+        ("peak mem MB", "right"),
+        ("params", "right"),
+        ("train s", "right"),
+    ]:
+        table.add_column(column, justify=justify)
+    for _, row in records.iterrows():
+        metrics = row["metrics"] or {}
+        primary = row["primary_metric"]
+        shown = [f"[bold]{primary} {fmt(metrics.get(primary))}[/]"] if primary in metrics else []
+        shown += [f"{name} {fmt(value)}" for name, value in metrics.items() if name != primary]
+        memory = _present(row, "cuda_peak_allocated_mb") or _present(row, "peak_rss_mb")
+        status = "[green]ok" if row["status"] == "ok" else f"[red]failed: {row['error']}"
+        table.add_row(
+            row["task"],
+            row["model"],
+            str(row["seed"]),
+            status,
+            ", ".join(shown),
+            fmt(_present(row, "train_examples_per_s"), 1),
+            fmt(_present(row, "infer_examples_per_s"), 1),
+            fmt(_present(row, "latency_p50_ms"), 1),
+            fmt(memory, 0),
+            _si(_present(row, "params_total")),
+            fmt(_present(row, "train_seconds"), 1),
+        )
+    return table

@@ -1,0 +1,1 @@
+"""Tasks: their data (HF datasets, Hub or local mirror) and their metrics (GLUE conventions)."""

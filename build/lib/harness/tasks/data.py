@@ -1,0 +1,323 @@
+"""Load a task's splits with Hugging Face `datasets`: from the Hub, a local mirror, or local files.
+
+One code path serves all three: a task names a Hub dataset id (`nyu-mll/glue`,
+config `sst2`); when `HARNESS_DATA_DIR` (or `--data-dir`) points at a folder laid
+out like the Hub's parquet exports (`<dir>/hf/datasets/<id>/<config>/<split>-*.parquet`)
+and that folder holds the dataset, `datasets.load_dataset` reads the folder instead.
+A task on local files (`format: csv | json | parquet` with `data_files`) goes through
+`datasets`' own builders for those formats. Either way the rows come back as
+`Examples`: one or two texts and a label id (or a score for regression).
+
+Labels: integer ids are used as they are (GLUE's ClassLabels); string labels are mapped
+by the task's `label_map`, or else by the sorted set of the training split's labels,
+and the names by id travel with the data into the record. A problem the user can fix
+(a missing column, an empty text, a label the mapping does not know, a file that is not
+UTF-8) is an `InputError` naming the task file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.config import DatasetSource, TaskSpec, TrainingSettings
+from harness.errors import DataMissingError, InputError
+from harness.tasks.metrics import get_metric
+
+DATA_DIR_ENV = "HARNESS_DATA_DIR"
+SUBSET_SEED = 0  # one fixed shuffle for subsets, so every seed of a suite sees the same data
+
+
+@dataclass
+class Examples:
+    """Rows of one split: text(s), labels (int ids or float scores) and the row index."""
+
+    text_a: list[str]
+    text_b: list[str] | None
+    labels: np.ndarray
+    row_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.text_a)
+
+    def take(self, indices: np.ndarray) -> Examples:
+        return Examples(
+            text_a=[self.text_a[i] for i in indices],
+            text_b=None if self.text_b is None else [self.text_b[i] for i in indices],
+            labels=self.labels[indices],
+            row_ids=self.row_ids[indices],
+        )
+
+    def texts(self) -> list[str]:
+        return self.text_a + (self.text_b or [])
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for text in self.texts():
+            digest.update(text.encode())
+            digest.update(b"\0")
+        digest.update(self.labels.tobytes())
+        return digest.hexdigest()[:16]
+
+
+@dataclass
+class TaskData:
+    train: Examples
+    holdout: Examples | None  # monitors early stopping; carved out of train
+    eval: dict[str, Examples]  # evaluation name ("" when single) → rows
+    num_labels: int  # 1 for regression
+    label_names: list[str] | None  # class names by id, when known
+
+
+def data_dir(explicit: str | None = None) -> Path | None:
+    value = explicit or os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def resolve_source(source: DatasetSource, mirror: Path | None) -> str:
+    """The path `datasets.load_dataset` should read: the mirror's copy when it has one, else the id."""
+    if mirror is not None:
+        for candidate in (mirror / "hf" / "datasets" / source.path, mirror / source.path):
+            if candidate.is_dir():
+                return str(candidate)
+    return source.path
+
+
+def _where(task: TaskSpec) -> str:
+    """How an error names the task: its dataset, or its data files."""
+    return f"task {task.name} ({task.dataset.describe()})"
+
+
+def load_split(task: TaskSpec, split: str, mirror: Path | None):
+    import datasets
+
+    source = task.dataset
+    if source.format is not None:
+        try:
+            return datasets.load_dataset(source.format, data_files=source.data_files, split=split)
+        except Exception as error:  # the builders raise their own types, often wrapping the cause
+            raise _local_files_error(task, split, error) from None
+    where = resolve_source(source, mirror)
+    try:
+        return datasets.load_dataset(where, source.name, split=split, revision=source.revision)
+    except Exception as error:  # datasets raises many types for "not there"
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        origin = (
+            f"the local mirror {where}"
+            if where != source.path
+            else f"the Hugging Face Hub (no mirror holds it{'' if mirror is None else f' under {mirror}'})"
+        )
+        raise DataMissingError(
+            f"task {task.name}: split {split!r} of {source.path} "
+            f"(config {source.name}) could not be loaded from {origin}: {reason}. "
+            f"Fix: point {DATA_DIR_ENV} or --data-dir at a folder laid out as "
+            f"hf/datasets/{source.path}/{source.name}/<split>-*.parquet that has "
+            "this split, or run where the Hub is reachable."
+        ) from None
+
+
+def _is_text_column(dataset, column: str) -> bool:
+    import pyarrow as pa
+
+    if column not in dataset.column_names:
+        return False  # to_examples names the missing column
+    kind = dataset.data.schema.field(column).type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _local_files_error(task: TaskSpec, split: str, error: BaseException) -> InputError:
+    """One line for what went wrong reading a task's own files."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, UnicodeDecodeError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, UnicodeDecodeError):
+        return InputError(
+            _where(task),
+            f"a data file is not UTF-8 (byte {cause.start})",
+            "save it as UTF-8",
+            "dataset.data_files",
+        )
+    reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    if isinstance(error, ValueError | KeyError) and "split" in reason.lower():
+        splits = sorted(task.dataset.data_files or {})
+        return InputError(
+            _where(task),
+            f"split {split!r} could not be read: {reason}",
+            f"name one of {splits} in `splits`",
+            "splits",
+        )
+    return InputError(
+        _where(task),
+        f"split {split!r} is not readable {task.dataset.format}: {reason}",
+        f"check that the files are valid {task.dataset.format}",
+        "dataset.data_files",
+    )
+
+
+def _texts(task: TaskSpec, table, field: str, split: str) -> list[str]:
+    texts = table.column(field).to_pylist()
+    for row, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(
+                _where(task),
+                f"split {split!r} row {row} has an empty text in column {field!r}",
+                "drop or fill the rows without text",
+                "text_fields",
+            )
+    return texts
+
+
+class LabelCoder:
+    """Raw labels of a split → class ids, by the task's `label_map`, its ids, or the sorted
+    set of the training split's string labels; and the class names by id."""
+
+    def __init__(self, task: TaskSpec, train_strings: list[str], feature_names: list[str]):
+        self.task = task
+        self.mapping: dict[str, int] | None = None
+        if task.label_map is not None:
+            self.mapping = dict(task.label_map)
+            by_id = sorted(task.label_map.items(), key=lambda item: item[1])
+            self.names = list(dict.fromkeys(name for name, _ in by_id))
+        elif train_strings:
+            self.mapping = {name: index for index, name in enumerate(sorted(set(train_strings)))}
+            self.names = list(self.mapping)
+        else:
+            self.names = list(task.label_names or feature_names)
+
+    def encode(self, labels: list, split: str) -> np.ndarray:
+        if self.mapping is None:
+            if any(isinstance(v, str) for v in labels):
+                raise InputError(
+                    _where(self.task),
+                    f"split {split!r} has string labels where the training split has ids",
+                    "use one kind of label in every split, or set label_map",
+                    self.task.label_field,
+                )
+            return np.asarray(labels, dtype=np.int64)
+        keys = [v if isinstance(v, str) else str(v) for v in labels]
+        unknown = sorted(set(keys) - set(self.mapping))
+        if unknown:
+            known = ", ".join(self.mapping)
+            if self.task.label_map is not None:
+                raise InputError(
+                    _where(self.task),
+                    f"split {split!r} has label(s) {unknown} that label_map does not name",
+                    f"add them to label_map (it has {known}) or fix the data",
+                    "label_map",
+                )
+            raise InputError(
+                _where(self.task),
+                f"split {split!r} has label(s) {unknown} that the training split never has",
+                f"add training rows with those labels, or set label_map (train has {known})",
+                self.task.label_field,
+            )
+        return np.array([self.mapping[key] for key in keys], dtype=np.int64)
+
+
+def to_examples(task: TaskSpec, dataset, split: str, coder: LabelCoder | None) -> Examples:
+    """Rows as `Examples`; columns are read through Arrow at once, not row by row."""
+    missing = [f for f in [*task.text_fields, task.label_field] if f not in dataset.column_names]
+    if missing:
+        raise InputError(
+            _where(task),
+            f"split {split!r} has no column(s) {missing}; it has {dataset.column_names}",
+            "fix text_fields / label_field in the task file",
+            "text_fields" if set(missing) - {task.label_field} else "label_field",
+        )
+    table = dataset.with_format("arrow")[:]
+    raw_labels = table.column(task.label_field).to_pylist()
+    if task.problem_type == "regression":
+        labels = np.asarray(raw_labels, dtype=np.float32)
+    else:
+        labels = coder.encode(raw_labels, split)
+        if len(labels) and labels.min() < 0:
+            raise DataMissingError(
+                f"task {task.name}: split {split!r} has unlabelled rows (label -1, a hidden test "
+                "split); evaluate on a labelled split or a slice of train such as 'train[-10%:]'."
+            )
+    has_idx = "idx" in table.column_names
+    return Examples(
+        text_a=_texts(task, table, task.text_fields[0], split),
+        text_b=_texts(task, table, task.text_fields[1], split) if task.is_pair else None,
+        labels=labels,
+        row_ids=table.column("idx").to_numpy() if has_idx else np.arange(len(labels)),
+    )
+
+
+def fixed_subset(examples: Examples, limit: int | None) -> Examples:
+    """At most `limit` rows, drawn by one fixed shuffle (files such as IMDb are sorted by label)."""
+    if limit is None or limit >= len(examples):
+        return examples
+    order = np.random.default_rng(SUBSET_SEED).permutation(len(examples))[:limit]
+    return examples.take(np.sort(order))
+
+
+def split_holdout(examples: Examples, fraction: float) -> tuple[Examples, Examples]:
+    order = np.random.default_rng(SUBSET_SEED + 1).permutation(len(examples))
+    size = max(1, int(round(len(examples) * fraction)))
+    return examples.take(np.sort(order[size:])), examples.take(np.sort(order[:size]))
+
+
+def check_local_files(task: TaskSpec, task_file: Path) -> None:
+    """Read a local-file task's splits once while the suite is validated, so a bad file
+    (a missing column, an empty text, an unknown label, not UTF-8) is one line and exit 2
+    before any cell trains, not a failed cell later. `datasets` caches what it read."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # the one line below says what failed
+    try:
+        data = load_task_data(task, TrainingSettings(), None)
+    except InputError as error:
+        error.where = task_file
+        raise
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+    binary = [m for m in task.metrics if get_metric(m).binary_only]
+    if binary and task.problem_type == "classification" and data.num_labels != 2:
+        raise InputError(
+            task_file,
+            f"metric(s) {binary} are defined for two classes and the data has {data.num_labels}",
+            "use f1_macro or f1_micro",
+            "metrics",
+        )
+
+
+def load_task_data(task: TaskSpec, training: TrainingSettings, explicit_dir: str | None) -> TaskData:
+    mirror = data_dir(explicit_dir)
+    train_raw = load_split(task, task.splits.train, mirror)
+    coder = None
+    if task.problem_type == "classification":
+        feature = train_raw.features.get(task.label_field)
+        names = list(getattr(feature, "names", []) or [])
+        strings = train_raw[task.label_field] if _is_text_column(train_raw, task.label_field) else []
+        coder = LabelCoder(task, strings, names)
+    train = fixed_subset(to_examples(task, train_raw, task.splits.train, coder), training.max_train_examples)
+    if task.problem_type == "regression":
+        num_labels, label_names = 1, None
+    else:
+        label_names = coder.names or None
+        num_labels = len(label_names) if label_names else int(train.labels.max()) + 1
+        too_high = int(train.labels.max(initial=0)) >= num_labels
+        if too_high:
+            raise InputError(
+                _where(task),
+                f"label id {int(train.labels.max())} but only {num_labels} label names",
+                "fix label_names",
+                "label_names",
+            )
+    holdout = None
+    if training.early_stopping_patience is not None:
+        train, holdout = split_holdout(train, training.holdout_fraction)
+    evaluation = {
+        name: fixed_subset(
+            to_examples(task, load_split(task, split, mirror), split, coder), training.max_eval_examples
+        )
+        for name, split in task.splits.eval_splits().items()
+    }
+    return TaskData(train, holdout, evaluation, num_labels, label_names)

@@ -1,0 +1,193 @@
+"""The training and evaluation loop.
+
+AdamW (no weight decay on biases and norm weights), linear warm-up then linear
+decay, gradient clipping, mixed precision on CUDA (bf16 where supported, else
+fp16 with a gradient scaler), optional early stopping on the task's primary
+metric measured on a held-out slice of the training data. Cross-entropy for
+classification, mean squared error for regression (STS-B).
+
+The loop also times itself the way a benchmark must: only steady-state steps
+(after `warmup_steps`) count, and the device is synchronised before every
+clock read, so asynchronous CUDA kernels are not mistaken for speed. A step's
+time runs from the end of the previous step to the end of this one, so building
+and padding the batch is part of it, as it is of any training run.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.batching import Encoded, eval_batches, iterate, train_batches
+from harness.config import TrainingSettings
+from harness.events import Progress
+
+
+@dataclass
+class TrainStats:
+    epochs_run: int = 0
+    steps: int = 0
+    best_epoch: int | None = None
+    wall_seconds: float = 0.0
+    steady_seconds: float = 0.0
+    steady_examples: int = 0
+    steady_tokens: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def examples_per_s(self) -> float | None:
+        return self.steady_examples / self.steady_seconds if self.steady_seconds > 0 else None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.steady_tokens / self.steady_seconds if self.steady_seconds > 0 else None
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast(device: torch.device, enabled: bool):
+    if device.type != "cuda" or not enabled:
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def loss_fn(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if outputs.dim() == 1:  # regression scores
+        return nn.functional.mse_loss(outputs.float(), labels.float())
+    return nn.functional.cross_entropy(outputs.float(), labels)
+
+
+def make_optimizer(model: nn.Module, settings: TrainingSettings) -> torch.optim.AdamW:
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.dim() >= 2 else no_decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": settings.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=settings.learning_rate)
+
+
+def linear_schedule(optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, data: Encoded, batch_size: int, device: torch.device, amp: bool = True
+) -> np.ndarray:
+    """Model outputs for every row, in the rows' original order: (N, C) logits or (N,) scores."""
+    model.eval()
+    outputs: list[np.ndarray] = []
+    order: list[np.ndarray] = []
+    batches = eval_batches(data.lengths, batch_size)
+    for indices, batch in zip(batches, iterate(data, batches), strict=True):
+        with autocast(device, amp):
+            out = model(to_device(batch, device))
+        outputs.append(out.float().cpu().numpy())
+        order.append(indices)
+    result = np.empty((len(data), *outputs[0].shape[1:]), dtype=np.float32)
+    result[np.concatenate(order)] = np.concatenate(outputs)
+    return result
+
+
+def to_predictions(outputs: np.ndarray) -> np.ndarray:
+    return outputs if outputs.ndim == 1 else outputs.argmax(axis=-1)
+
+
+def train(
+    model: nn.Module,
+    data: Encoded,
+    settings: TrainingSettings,
+    seed: int,
+    device: torch.device,
+    score_holdout: Callable[[nn.Module], float] | None = None,
+    on_progress: Callable[[Progress], None] = lambda p: None,
+    warmup_steps: int = 10,
+) -> TrainStats:
+    """Train `model` in place; with `score_holdout`, stop early and restore the best epoch."""
+    rng = np.random.default_rng(seed)
+    lengths = data.lengths
+    steps_per_epoch = -(-len(data) // settings.batch_size)
+    total = steps_per_epoch * settings.epochs
+    optimizer = make_optimizer(model, settings)
+    schedule = linear_schedule(optimizer, int(settings.warmup_ratio * total), total)
+    use_amp = settings.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+    warmup_steps = min(warmup_steps, max(0, total // 10))
+    stats = TrainStats()
+    best_score, best_state, stale = -np.inf, None, 0
+    started = time.perf_counter()
+
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        batches = train_batches(lengths, settings.batch_size, rng)
+        epoch_loss = 0.0
+        synchronize(device)
+        last_end = time.perf_counter()  # per epoch: evaluation between epochs is not training
+        for step, (indices, batch) in enumerate(zip(batches, iterate(data, batches), strict=True), 1):
+            steady = stats.steps >= warmup_steps
+            batch = to_device(batch, device)
+            with autocast(device, use_amp):
+                loss = loss_fn(model(batch), batch["labels"])
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if settings.max_grad_norm is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step()
+            loss_value = loss.item()  # also a synchronisation point
+            synchronize(device)
+            now = time.perf_counter()
+            if steady:
+                stats.steady_seconds += now - last_end
+                stats.steady_examples += len(indices)
+                stats.steady_tokens += int(lengths[indices].sum())
+            last_end = now
+            stats.steps += 1
+            epoch_loss += loss_value
+            on_progress(Progress("train", epoch, settings.epochs, step, len(batches), loss_value))
+
+        record = {"epoch": epoch, "train_loss": epoch_loss / len(batches)}
+        stats.epochs_run = epoch
+        if score_holdout is not None:
+            on_progress(Progress("eval", epoch, settings.epochs, 0, 0))
+            score = score_holdout(model)
+            record["holdout_primary"] = score
+            if np.isfinite(score) and score > best_score:
+                best_score, stale, stats.best_epoch = score, 0, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+        stats.history.append(record)
+        if settings.early_stopping_patience is not None and stale >= settings.early_stopping_patience:
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    synchronize(device)
+    stats.wall_seconds = time.perf_counter() - started
+    return stats

@@ -1,0 +1,210 @@
+"""The fault paths the design promises, proved by really killing processes: a `kill -9` of the
+driver, a cell's process killed by a signal, Ctrl-C, two runs writing one store at once, and
+the inline executor agreeing with the local one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from harness.store import Store, load_records
+
+CELLS = 5
+SUITE = """
+name: {name}
+tasks: [{{name: sst2, splits: {{train: "train[:3000]", eval: validation}}}}]
+models: [{{adapter: cnn, params: {{embed_dim: 16, num_filters: 8, vocab_size: 1000}}}}]
+seeds: {seeds}
+threads: 1
+training: {{epochs: 1, max_seq_length: 32, max_train_examples: {rows}, max_eval_examples: 100}}
+"""
+
+
+def write_suite(folder: Path, name: str, seeds: int = CELLS, rows: int = 300) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(SUITE.format(name=name, seeds=list(range(seeds)), rows=rows))
+    return path
+
+
+def start(*args: str) -> subprocess.Popen:
+    """`harness ...` in its own session (process group), as a shell starts a job."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def ok_records(store: Path) -> int:
+    if not store.exists():
+        return 0
+    db = sqlite3.connect(store, timeout=30)
+    try:
+        return db.execute("SELECT count(*) FROM records WHERE status = 'ok'").fetchone()[0]
+    except sqlite3.OperationalError:  # tables not made yet
+        return 0
+    finally:
+        db.close()
+
+
+def wait_for(condition, timeout: float = 300, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def cell_children(driver: subprocess.Popen) -> list[psutil.Process]:
+    """The driver's spawned cell processes (not multiprocessing's resource tracker)."""
+    try:
+        children = psutil.Process(driver.pid).children()
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for child in children:
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+def run_status(store: Path, run_id: str | None = None) -> tuple[str, str]:
+    with Store(store, create=False) as db:
+        run_id = run_id or db.latest_run()
+        return run_id, db.run_status(run_id)
+
+
+def test_kill_9_of_the_driver_keeps_finished_cells_and_resume_runs_exactly_the_rest(tmp_path):
+    suite, store = write_suite(tmp_path, "killed"), tmp_path / "h.db"
+    driver = start("run", str(suite), "--store", str(store))
+    wait_for(lambda: ok_records(store) >= 1, what="the first stored cell")
+    children = cell_children(driver)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    finished = load_records(store)
+    assert 1 <= len(finished) < CELLS and set(finished["status"]) == {"ok"}
+    # the cell in flight dies with its driver instead of training on as an orphan
+    wait_for(lambda: not any(child.is_running() for child in children), timeout=30, what="orphans")
+
+    run_id, status = run_status(store)
+    assert status == "abandoned"
+    listed = subprocess.run(
+        [sys.executable, "-m", "harness", "list", "runs", "--store", str(store)],
+        capture_output=True,
+        text=True,
+    )
+    assert "abandoned" in listed.stdout
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{len(finished)} already done" in resumed.stdout
+    records = load_records(store)
+    assert len(records) == CELLS and records["run_id"].nunique() == 1 and records["cell_id"].is_unique
+    assert set(records["status"]) == {"ok"}
+    before = finished.set_index("cell_id")["finished_at"]
+    after = records.set_index("cell_id")["finished_at"]
+    assert (after[before.index] == before).all()  # the finished cells were not run again
+    assert run_status(store, run_id) == (run_id, "ok")
+
+
+def test_a_cell_killed_by_a_signal_is_recorded_with_the_signal_and_the_suite_goes_on(tmp_path):
+    suite, store = write_suite(tmp_path, "oom", seeds=2, rows=2000), tmp_path / "h.db"
+    driver = start("run", str(suite), "--store", str(store))
+    wait_for(lambda: cell_children(driver), timeout=120, what="the first cell's process")
+    cell_children(driver)[0].send_signal(signal.SIGKILL)  # what the out-of-memory killer does
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 1, out + err
+    records = load_records(store).set_index("seed")
+    assert records.loc[0, "status"] == "failed" and records.loc[1, "status"] == "ok"
+    assert "SIGKILL" in records.loc[0, "error"] and "out of memory" in records.loc[0, "error"]
+    assert "SIGKILL" in out
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_keeps_finished_cells(tmp_path):
+    suite, store = write_suite(tmp_path, "ctrlc"), tmp_path / "h.db"
+    driver = start("run", str(suite), "--store", str(store))
+    wait_for(lambda: ok_records(store) >= 1, what="the first stored cell")
+    os.killpg(driver.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole job
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, out + err
+    assert "Traceback" not in out + err and "interrupted" in out + err
+    records = load_records(store)
+    assert 1 <= len(records) < CELLS and set(records["status"]) == {"ok"}
+    assert run_status(store)[1] == "interrupted"
+
+
+def test_two_runs_writing_one_store_at_once_both_complete(tmp_path):
+    store = tmp_path / "h.db"
+    suites = [write_suite(tmp_path, f"together-{i}", seeds=3, rows=150) for i in range(2)]
+    drivers = [start("run", str(suite), "--store", str(store)) for suite in suites]
+    outputs = [driver.communicate(timeout=600) for driver in drivers]
+    for driver, (out, err) in zip(drivers, outputs, strict=True):
+        assert driver.returncode == 0, out + err
+        assert "locked" not in out + err
+    records = load_records(store)
+    assert len(records) == 6 and set(records["status"]) == {"ok"}
+    assert records.groupby("suite").size().to_dict() == {"together-0": 3, "together-1": 3}
+
+
+WRITER = """
+import sys
+from harness.record import CellRecord
+from harness.store import Store
+writer, count, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with Store(path) as store:
+    store.start_run(writer, "stress", "x.yaml", count)
+    for i in range(count):
+        record = CellRecord(writer, f"cell{i}", "stress", "sst2", "m", "cnn", i, "h", status="ok",
+                            metrics={"accuracy": float(i)})
+        store.write_cell(record)
+    store.finish_run(writer, "ok")
+"""
+
+
+def test_concurrent_writers_lose_no_record(tmp_path):
+    store = tmp_path / "h.db"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, f"w{i}", "300", str(store)], stderr=subprocess.PIPE, text=True
+        )
+        for i in range(3)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=300)
+        assert writer.returncode == 0, err
+    records = load_records(store)
+    assert records.groupby("run_id").size().to_dict() == {"w0": 300, "w1": 300, "w2": 300}
+
+
+def test_the_inline_executor_gives_the_local_executors_metrics(tmp_path):
+    suite = write_suite(tmp_path, "same", seeds=2, rows=300)
+    for executor in ("local", "inline"):
+        result = subprocess.run(
+            [sys.executable, "-m", "harness", "run", str(suite), "--store", str(tmp_path / f"{executor}.db"),
+             "--executor", executor],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+    by_seed = {
+        executor: {row.seed: row.metrics for row in load_records(tmp_path / f"{executor}.db").itertuples()}
+        for executor in ("local", "inline")
+    }
+    assert by_seed["local"] == by_seed["inline"] and len(by_seed["local"]) == 2
