@@ -9,6 +9,7 @@ the test checks before it trusts anything else.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -19,6 +20,11 @@ BUILTIN_TASKS = {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "
 
 
 def test_a_wheel_installed_elsewhere_has_its_tasks_and_runs_a_suite(tmp_path, data_dir):
+    source = tmp_path / "source"  # a copy, so that setuptools' build/ folder lands there
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "harness", source / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run(
         [
@@ -31,7 +37,7 @@ def test_a_wheel_installed_elsewhere_has_its_tasks_and_runs_a_suite(tmp_path, da
             "-q",
             "-w",
             str(wheels),
-            str(REPO),
+            str(source),
         ],
         check=True,
         capture_output=True,

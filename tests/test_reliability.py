@@ -335,3 +335,11 @@ def _console():
     from rich.console import Console
 
     return Console(file=open(os.devnull, "w"), width=120)  # noqa: SIM115 (closed with the process)
+
+
+def test_the_driver_side_imports_no_torch():
+    driver = "harness.cli harness.runner harness.planning harness.executors.local harness.executors.inline"
+    driver += " harness.store harness.progress harness.compare harness.report.build"
+    code = f"import sys\nfor name in {driver.split()!r}: __import__(name)\nprint('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

@@ -1,3 +1,0 @@
-from harness.cli import app
-
-app(prog_name="harness")

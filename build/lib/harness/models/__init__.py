@@ -1,1 +1,0 @@
-"""Model adapters: a registry, and one module per model family."""
