@@ -20,6 +20,9 @@ import torch
 from harness import measure
 from harness.batching import Encoded, encode
 from harness.config import CellSpec
+from harness.deploy.backends import state_dict_bytes
+from harness.deploy.capabilities import capabilities
+from harness.deploy.phase import BackendResult, deploy_phase, warm_up
 from harness.events import Progress
 from harness.models.registry import TaskInfo, get_adapter
 from harness.record import CellRecord, now
@@ -116,9 +119,12 @@ def run_cell(
     metrics: dict[str, float] = {}
     frames = []
     infer_rates = []
+    all_outputs: dict[str, np.ndarray] = {}
+    warm_up(model, next(iter(eval_enc.values())), settings.eval_batch_size, device)  # as every backend is
     for name, encoded in eval_enc.items():
         on_progress(Progress("eval", stats.epochs_run, settings.epochs, 0, 0))
         outputs, rate = measure.timed_predict(model, encoded, settings.eval_batch_size, device, settings.amp)
+        all_outputs[name] = outputs
         infer_rates.append(rate)
         predictions = to_predictions(outputs)
         metrics.update(compute_metrics(task.metrics, outputs, encoded.labels, suffix=name))
@@ -137,6 +143,30 @@ def run_cell(
     first_eval = next(iter(eval_enc.values()))
     p50, p95 = measure.latency_ms(model, first_eval, device, settings.amp)
     total, trainable = measure.count_parameters(model)
+    eager = BackendResult(
+        "ok",
+        metrics=dict(metrics),
+        infer_examples_per_s=float(np.mean(infer_rates)),
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        peak_mb=infer_alloc if infer_alloc is not None else measure.peak_rss_mb(),
+        memory_kind="CUDA" if infer_alloc is not None else "RSS",
+        size_mb=state_dict_bytes(model) / 1024**2,
+        prepare_seconds=0.0,
+        max_abs_diff=0.0,
+    )
+    on_progress(Progress("deploy", stats.epochs_run, settings.epochs, 0, 0))
+    deployed, deployed_outputs = deploy_phase(
+        model, eval_enc, task.metrics, spec.deploy, settings.eval_batch_size, device, eager
+    )
+    record.deployed = {name: result.to_dict() for name, result in deployed.items()}
+    for frame, name in zip(frames, eval_enc, strict=True):
+        for backend, outputs_by_split in deployed_outputs.items():
+            if name in outputs_by_split:
+                outputs = outputs_by_split[name]
+                frame[f"prediction@{backend}"] = to_predictions(outputs)
+                if outputs.ndim == 2:
+                    frame[f"logits@{backend}"] = list(outputs)
 
     record.status = "ok"
     record.metrics = metrics
@@ -183,6 +213,7 @@ def fill_provenance(record: CellRecord, device: torch.device) -> None:
     record.device_name = measure.device_name(device)
     record.cpu_model = measure.cpu_model()
     record.threads = torch.get_num_threads()
+    record.capabilities = capabilities(device)
     record.git_commit = measure.git_commit()
     record.versions = measure.package_versions()
     record.finished_at = now()

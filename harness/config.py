@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from harness.tasks.metrics import get_metric, metric_names
 
+Backend = Literal["eager", "bf16", "fp16", "compile", "int8", "onnx", "onnx-int8"]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -275,6 +277,20 @@ class Suite(Strict):
     threads: int | None = Field(default=None, ge=1, description="torch threads per cell")
     compare: CompareSettings = CompareSettings()
     resources: Resources = Resources()
+    deploy: list[Backend] = Field(
+        default=["eager"], min_length=1, description="inference backends each trained model is measured under"
+    )
+    deploy_tolerance: float = Field(
+        default=1.0,
+        ge=0,
+        description="points of the primary metric a backend may lose against eager unflagged",
+    )
+
+    @field_validator("deploy")
+    @classmethod
+    def _eager_first(cls, value: list[str]) -> list[str]:
+        """Eager is the reference every other backend is checked and compared against."""
+        return ["eager", *dict.fromkeys(b for b in value if b != "eager")]
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -298,7 +314,7 @@ class Suite(Strict):
 class CellSpec(Strict):
     """Everything one cell needs, fully resolved: it runs anywhere from this alone.
 
-    `group` and `task_order` are facts for the report (which group score the task counts
+    `group`, `task_order` and `deploy_tolerance` are facts for the report (which group score the task counts
     in, where the suite listed it); like `data_dir` they do not change what the cell
     computes, so they are not part of its `config_hash`.
     """
@@ -314,11 +330,15 @@ class CellSpec(Strict):
     resources: Resources = Resources()
     group: GroupSpec | None = None
     task_order: int = 0
+    deploy: list[Backend] = Field(default_factory=lambda: ["eager"])
+    deploy_tolerance: float = 1.0
 
     @property
     def config_hash(self) -> str:
         """Identity for `--resume`: what the cell computes, not where its data is read from."""
-        payload = self.model_dump(exclude={"data_dir", "suite", "resources", "group", "task_order"})
+        payload = self.model_dump(
+            exclude={"data_dir", "suite", "resources", "group", "task_order", "deploy_tolerance"}
+        )
         payload["task"] = {
             k: v for k, v in payload["task"].items() if k not in ("title", "description", "group")
         }

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 class Progress:
     """One report from the loop, for the progress display."""
 
-    phase: str  # "train" or "eval"
+    phase: str  # "train", "eval" or "deploy"
     epoch: int
     epochs: int
     step: int

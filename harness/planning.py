@@ -116,6 +116,8 @@ def expand_cells(
                     resources=suite.resources,
                     group=group,
                     task_order=t_index,
+                    deploy=suite.deploy,
+                    deploy_tolerance=suite.deploy_tolerance,
                 )
                 cells.append((spec, f"tasks.{t_index}/models.{m_index}/seeds.{s_index}"))
     _check_unique(cells, suite_path)

@@ -79,8 +79,9 @@ class RunDisplay:
         bar = self.cell_bars.get(spec.cell_id)
         if bar is None:
             return
-        if event.phase == "eval":
-            self.bars.update(bar, detail=f"epoch {event.epoch}/{event.epochs} evaluating")
+        if event.phase in ("eval", "deploy"):
+            doing = "evaluating" if event.phase == "eval" else "measuring deployment backends"
+            self.bars.update(bar, detail=f"epoch {event.epoch}/{event.epochs} {doing}")
             return
         loss = f" loss {event.loss:.4f}" if event.loss is not None else ""
         self.bars.update(

@@ -59,11 +59,14 @@ class CellRecord:
     params_total: int | None = None
     params_trainable: int | None = None
     flops_per_example: float | None = None
+    # deployment: backend → {status, reason, metrics, infer_examples_per_s, latency, peak_mb, size_mb, ...}
+    deployed: dict[str, dict[str, Any]] = field(default_factory=dict)
     # provenance
     device: str | None = None
     device_name: str | None = None
     cpu_model: str | None = None
     threads: int | None = None
+    capabilities: dict[str, Any] = field(default_factory=dict)  # CPU flags (bf16, AMX), GPU
     git_commit: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     started_at: str | None = None

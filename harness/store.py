@@ -40,7 +40,10 @@ from harness.record import CellRecord
 
 DEFAULT_STORE = Path("results/harness.db")
 # columns stored as JSON text, with the JSON an empty (NULL) one reads as
-JSON_FIELDS = {"metrics": "{}", "versions": "{}", "config": "{}", "notes": "[]", "label_names": "null"}
+JSON_FIELDS = {
+    "metrics": "{}", "versions": "{}", "config": "{}", "notes": "[]", "label_names": "null",
+    "deployed": "{}", "capabilities": "{}",
+}  # fmt: skip
 SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT"}
 BUSY_TIMEOUT_S = 120
 RUN_COLUMNS = {

@@ -1,0 +1,182 @@
+"""Inference backends: the trained model as people deploy it, each a module taking a batch dict.
+
+| backend | what it is |
+|---|---|
+| `eager` | the trained fp32 PyTorch module, as evaluated |
+| `bf16` | autocast to bfloat16 (CUDA, or a CPU with AVX512-BF16/AMX) |
+| `fp16` | autocast to float16 (CUDA only: CPUs have no fast fp16 matmul) |
+| `compile` | `torch.compile(dynamic=True)`; its first passes (compilation) are timed apart |
+| `int8` | dynamic quantization of the linear and recurrent layers (int8 weights, fp32 activations) |
+| `onnx` | exported to ONNX (dynamic batch and length axes), run by ONNX Runtime |
+| `onnx-int8` | that ONNX model through ONNX Runtime's dynamic int8 quantizer |
+
+A backend a model or machine cannot run raises `Unsupported` with the reason; the phase
+records it as skipped. Every backend returns a `Deployed`: the module and the size of the
+artefact one would ship (bytes on disk).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from harness.deploy.capabilities import bf16_supported
+
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class Unsupported(Exception):
+    """This backend cannot run this model on this machine; the message says why."""
+
+
+@dataclass
+class Deployed:
+    module: nn.Module  # batch dict → outputs, like the trained model
+    size_bytes: int  # the artefact: a state dict, or an .onnx file
+
+
+def state_dict_bytes(model: nn.Module) -> int:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+class Autocast(nn.Module):
+    """Runs the wrapped model under autocast to `dtype`, outputs back in fp32."""
+
+    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.device_type, self.dtype = model, device.type, dtype
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.model(batch).float()
+
+
+class Positional(nn.Module):
+    """The batch dict as positional tensors, which is what ONNX export traces."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return self.model(batch)
+
+
+class OnnxRuntime(nn.Module):
+    """An ONNX Runtime session behind the batch-dict interface (CPU execution provider)."""
+
+    def __init__(self, path: Path, threads: int):
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]  # unused inputs are pruned
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        feed = {name: batch[name].cpu().numpy() for name in self.inputs}
+        return torch.from_numpy(self.session.run(None, feed)[0])
+
+
+def _eager(model: nn.Module, example: dict, device: torch.device, workdir: Path) -> Deployed:
+    return Deployed(model, state_dict_bytes(model))
+
+
+def _autocast(dtype: torch.dtype):
+    def build(model: nn.Module, example: dict, device: torch.device, workdir: Path) -> Deployed:
+        if dtype == torch.float16 and device.type != "cuda":
+            raise Unsupported("fp16 runs on CUDA only (CPUs have no fast fp16 matmul)")
+        if dtype == torch.bfloat16:
+            ok, reason = bf16_supported(device)
+            if not ok:
+                raise Unsupported(reason)
+        shipped = copy.deepcopy(model).to(dtype)  # what one would ship: half-size weights
+        return Deployed(Autocast(model, device, dtype), state_dict_bytes(shipped))
+
+    return build
+
+
+def _compile(model: nn.Module, example: dict, device: torch.device, workdir: Path) -> Deployed:
+    return Deployed(torch.compile(model, dynamic=True), state_dict_bytes(model))
+
+
+def _int8(model: nn.Module, example: dict, device: torch.device, workdir: Path) -> Deployed:
+    if device.type != "cpu":
+        raise Unsupported("PyTorch's dynamic int8 quantization runs on the CPU only")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+        from torch.ao.quantization import quantize_dynamic
+
+        layers = {nn.Linear, nn.LSTM, nn.GRU}
+        quantized = quantize_dynamic(copy.deepcopy(model).cpu().eval(), layers, dtype=torch.qint8)
+    return Deployed(quantized, state_dict_bytes(quantized))
+
+
+def export_onnx(model: nn.Module, example: dict, path: Path) -> Path:
+    """The model as ONNX with dynamic batch and length axes (TorchScript exporter, opset 17)."""
+    was_training = model.training
+    model.eval()
+    args = tuple(example[name].cpu() for name in INPUTS)
+    axes = {name: {0: "batch", 1: "length"} for name in INPUTS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Positional(copy.deepcopy(model).cpu().eval()),
+            args,
+            str(path),
+            input_names=list(INPUTS),
+            output_names=["outputs"],
+            dynamic_axes={**axes, "outputs": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    model.train(was_training)
+    return path
+
+
+def _onnx(quantize: bool):
+    def build(model: nn.Module, example: dict, device: torch.device, workdir: Path) -> Deployed:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise Unsupported('onnxruntime is not installed (pip install -e ".[deploy]")') from None
+        path = export_onnx(model, example, workdir / "model.onnx")
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantized = workdir / "model-int8.onnx"
+            quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+            path = quantized
+        return Deployed(OnnxRuntime(path, torch.get_num_threads()), path.stat().st_size)
+
+    return build
+
+
+BACKENDS: dict[str, Callable[[nn.Module, dict, torch.device, Path], Deployed]] = {
+    "eager": _eager,
+    "bf16": _autocast(torch.bfloat16),
+    "fp16": _autocast(torch.float16),
+    "compile": _compile,
+    "int8": _int8,
+    "onnx": _onnx(quantize=False),
+    "onnx-int8": _onnx(quantize=True),
+}
+# backends that compute in fp32 as eager does: their outputs must agree with eager's closely
+EXACT = {"eager", "compile", "onnx"}
+
+
+def workdir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="harness-deploy-")
