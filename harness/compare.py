@@ -101,6 +101,7 @@ def save_baseline(records: pd.DataFrame, path: Path) -> None:
     """A portable, git-friendly file of a run's ok records with their seed-level metrics."""
     keep = ["run_id", "suite", "task", "model", "adapter", "seed", "config_hash", "status", "metrics"]
     keep += [c.column for c in COST_METRICS] + list(HARDWARE_KEYS) + ["git_commit", "versions"]
+    keep += [c for c in ("deployed",) if c in records]
     rows = records[keep].to_dict(orient="records")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(strict_json.dumps({"format": BASELINE_FORMAT, "records": rows}, indent=1))
@@ -136,7 +137,33 @@ def load_side(side: str, store_path: Path) -> pd.DataFrame:
             frame = store.records([side])
         finally:
             store.close()
-    return frame[frame["status"] == "ok"].reset_index(drop=True)
+    return with_deployed(frame[frame["status"] == "ok"].reset_index(drop=True))
+
+
+def with_deployed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each deployment backend's figures as metrics of their own: `accuracy@int8` beside
+    `accuracy`, and cost columns such as `infer_examples_per_s@onnx`, so that a backend that
+    gets slower or less accurate is a regression like any other."""
+    if "deployed" not in frame or frame.empty:
+        return frame
+    frame = frame.copy()
+    metrics, extra = [], []
+    for row in frame.itertuples():
+        mine, costs = dict(row.metrics), {}
+        for backend, result in (row.deployed or {}).items():
+            if backend == "eager" or not isinstance(result, dict) or result.get("status") != "ok":
+                continue
+            mine.update({f"{name}@{backend}": value for name, value in (result.get("metrics") or {}).items()})
+            for column in ("infer_examples_per_s", "latency_p50_ms"):
+                costs[f"{column}@{backend}"] = result.get(column)
+            costs[f"peak_rss_mb@{backend}"] = (
+                result.get("peak_mb") if result.get("memory_kind") == "RSS" else None
+            )
+        metrics.append(mine)
+        extra.append(costs)
+    frame["metrics"] = metrics
+    extra_frame = pd.DataFrame(extra, index=frame.index)
+    return pd.concat([frame, extra_frame], axis=1) if not extra_frame.empty else frame
 
 
 # --------------------------------------------------------------------------- statistics
@@ -266,7 +293,7 @@ def compare_cost(baseline: pd.DataFrame, current: pd.DataFrame, alpha: float) ->
         b_cell = baseline[(baseline.task == task) & (baseline.model == model)]
         c_cell = current[(current.task == task) & (current.model == model)]
         same_hardware = _hardware(b_cell) == _hardware(c_cell) and len(_hardware(b_cell)) == 1
-        for cost in COST_METRICS:
+        for cost in _with_backends(COST_METRICS, baseline.columns):
             if cost.column not in b_cell or cost.column not in c_cell:
                 continue
             b = pd.to_numeric(b_cell[cost.column], errors="coerce").dropna().to_numpy(float)
@@ -309,6 +336,18 @@ def compare_cost(baseline: pd.DataFrame, current: pd.DataFrame, alpha: float) ->
             row.verdict = "regression" if worse else "improvement" if better else "unchanged"
             results.append(row)
     return results
+
+
+def _with_backends(costs: tuple[CostMetric, ...], columns) -> list[CostMetric]:
+    """The cost metrics, and each one's per-backend column (`latency_p50_ms@onnx`) present."""
+    found = list(costs)
+    for cost in costs:
+        found += [
+            CostMetric(column, cost.higher_is_better, cost.tolerance)
+            for column in columns
+            if isinstance(column, str) and column.startswith(f"{cost.column}@")
+        ]
+    return found
 
 
 def compare(baseline: pd.DataFrame, current: pd.DataFrame, thresholds: Thresholds) -> list[Comparison]:

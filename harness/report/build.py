@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from harness.config import GroupSpec, TaskSpec
+from harness.report.deployed import DeployedTable, deployed_figure, deployed_table
 from harness.report.leader import LeaderTest, PredictionLoader, judge_leader, ranked
 from harness.report.plots import colours, pareto_front, task_figures
 from harness.report.references import Reference
@@ -123,6 +124,7 @@ class TaskSection:
     figures: dict[str, str]  # kind → figure id
     pareto: dict[str, list[str]]  # kind → models on the Pareto front
     memory_kinds: list[str]
+    deployed: DeployedTable | None = None
 
 
 @dataclass
@@ -352,6 +354,19 @@ def build_report(
             }
             front = pareto_front(list(points), x_higher_is_better=kind == "throughput")
             section.pareto[kind] = [points[p] for p in front]
+        section.deployed = deployed_table(ok[ok["task"] == name], primary, model_order)
+        if section.deployed is not None:
+            figure = deployed_figure(fact.title, section.deployed, colour_of)
+            if figure is not None:
+                figures[f"fig-{index}-deployed"] = figure
+                section.figures["deployed"] = f"fig-{index}-deployed"
+                section.pareto["deployed"] = section.deployed.pareto
+            for row in section.deployed.rows:
+                if row.flagged:
+                    notes.append(
+                        f"{name} / {row.model}: {row.backend} loses {-row.delta:.1f} points of {primary} "
+                        f"against eager (tolerance {section.deployed.tolerance})"
+                    )
         section.references = _reference_rows_for_task(section, references, footnotes)
         sections.append(section)
         for entry in task_entries:

@@ -89,7 +89,8 @@ def split_metric_key(key: str) -> tuple[str, str | None]:
 
 
 def higher_is_better(key: str) -> bool:
-    name, _ = split_metric_key(key)
+    """For a reported key: `accuracy_matched`, or a deployment backend's `accuracy@int8`."""
+    name, _ = split_metric_key(key.split("@")[0])
     return _METRICS[name].higher_is_better if name in _METRICS else True
 
 

@@ -1,0 +1,165 @@
+"""The deployed table of a task: each (model, backend) pooled over seeds, against its eager self.
+
+From the records' `deployed` field (see `harness/deploy/phase.py`). Per (model, backend):
+the primary metric's mean over seeds and its change from eager, inference examples/s and
+the speed-up over eager, batch-1 latency p50/p95, peak memory of the phase, artefact size,
+preparation time (export, quantization, compilation). A backend whose primary metric
+drops by more than the suite's `deploy_tolerance` points is flagged. A backend skipped or
+failed on every seed shows why.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from harness.report.plots import PALETTE, SYSTEM_FONTS, pareto_front
+from harness.tasks.metrics import higher_is_better
+
+
+@dataclass
+class DeployedRow:
+    model: str
+    backend: str
+    status: str  # ok, or skipped / failed when no seed ran it
+    reason: str = ""
+    primary: float | None = None
+    delta: float | None = None  # primary minus eager's (points)
+    speedup: float | None = None  # examples/s over eager's
+    infer_examples_per_s: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    peak_mb: float | None = None
+    memory_kind: str | None = None
+    size_mb: float | None = None
+    prepare_seconds: float | None = None
+    seeds: int = 0
+    flagged: bool = False
+
+
+@dataclass
+class DeployedTable:
+    primary_metric: str
+    tolerance: float
+    rows: list[DeployedRow] = field(default_factory=list)
+    pareto: list[str] = field(default_factory=list)  # "model · backend" on the accuracy-latency front
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(finite) / len(finite) if finite else None
+
+
+def deployed_table(
+    records: pd.DataFrame, primary_metric: str, model_order: Sequence[str]
+) -> DeployedTable | None:
+    """The table for one task's ok records; None when no record measured a backend beyond eager."""
+    if "deployed" not in records or not any(len(d or {}) > 1 for d in records["deployed"]):
+        return None
+    tolerances = [(c or {}).get("deploy_tolerance") for c in records["config"]]
+    tolerance = next((float(t) for t in tolerances if t is not None), 1.0)
+    table = DeployedTable(primary_metric, tolerance)
+    sign = 1.0 if higher_is_better(primary_metric) else -1.0
+    for model in model_order:
+        mine = records[records["model"] == model]
+        backends = list(dict.fromkeys(b for d in mine["deployed"] for b in (d or {})))
+        eager: DeployedRow | None = None
+        for backend in backends:
+            results = [d[backend] for d in mine["deployed"] if backend in (d or {})]
+            ok = [r for r in results if r.get("status") == "ok"]
+            if not ok:
+                reasons = sorted({f"{r.get('status')}: {r.get('reason')}" for r in results})
+                table.rows.append(
+                    DeployedRow(model, backend, results[0].get("status", "?"), "; ".join(reasons))
+                )
+                continue
+            row = DeployedRow(
+                model,
+                backend,
+                "ok",
+                reason="; ".join(sorted({f"{r['status']}: {r['reason']}" for r in results if r not in ok})),
+                primary=_mean([r["metrics"].get(primary_metric) for r in ok]),
+                infer_examples_per_s=_mean([r.get("infer_examples_per_s") for r in ok]),
+                latency_p50_ms=_mean([r.get("latency_p50_ms") for r in ok]),
+                latency_p95_ms=_mean([r.get("latency_p95_ms") for r in ok]),
+                peak_mb=_mean([r.get("peak_mb") for r in ok]),
+                memory_kind=ok[0].get("memory_kind"),
+                size_mb=_mean([r.get("size_mb") for r in ok]),
+                prepare_seconds=_mean([r.get("prepare_seconds") for r in ok]),
+                seeds=len(ok),
+            )
+            if backend == "eager":
+                eager = row
+            elif eager is not None:
+                if row.primary is not None and eager.primary is not None:
+                    row.delta = row.primary - eager.primary
+                    row.flagged = sign * row.delta < -tolerance
+                if row.infer_examples_per_s and eager.infer_examples_per_s:
+                    row.speedup = row.infer_examples_per_s / eager.infer_examples_per_s
+            table.rows.append(row)
+    points = {
+        (row.latency_p50_ms, row.primary): f"{row.model} · {row.backend}"
+        for row in table.rows
+        if row.status == "ok" and row.latency_p50_ms and row.primary is not None
+    }
+    table.pareto = [points[p] for p in pareto_front(list(points), x_higher_is_better=False)]
+    return table
+
+
+def deployed_figure(title: str, table: DeployedTable, colour_of: dict[str, str]) -> dict | None:
+    """The primary metric against batch-1 latency, one point per (model, backend), with the front."""
+    traces, points = [], []
+    symbols = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross")
+    backends = list(dict.fromkeys(row.backend for row in table.rows))
+    for row in table.rows:
+        if row.status != "ok" or not row.latency_p50_ms or row.primary is None:
+            continue
+        points.append((row.latency_p50_ms, row.primary))
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": html.escape(f"{row.model} · {row.backend}"),
+                "x": [row.latency_p50_ms],
+                "y": [row.primary],
+                "marker": {
+                    "size": 11,
+                    "color": colour_of.get(row.model, PALETTE[0]),
+                    "symbol": symbols[backends.index(row.backend) % len(symbols)],
+                },
+                "hovertemplate": "%{fullData.name}<br>p50 %{x:.2f} ms<br>"
+                + f"{html.escape(table.primary_metric)} %{{y:.1f}}<extra></extra>",
+            }
+        )
+    if not traces:
+        return None
+    front = pareto_front(points, x_higher_is_better=False)
+    traces.append(
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": "Pareto front",
+            "x": [p[0] for p in front],
+            "y": [p[1] for p in front],
+            "line": {"dash": "dot", "color": "#666", "width": 1.5},
+            "hoverinfo": "skip",
+        }
+    )
+    metric = html.escape(table.primary_metric)
+    return {
+        "data": traces,
+        "layout": {
+            "title": {"text": f"{html.escape(title)}: {metric} vs latency, deployed"},
+            "xaxis": {"type": "log", "title": {"text": "latency p50, batch 1 (ms, log)"}},
+            "yaxis": {"title": {"text": f"{metric} (%)"}},
+            "font": {"family": SYSTEM_FONTS, "size": 12},
+            "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
+            "margin": {"l": 55, "r": 15, "t": 45, "b": 10},
+            "autosize": True,
+            "hovermode": "closest",
+        },
+    }

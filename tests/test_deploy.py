@@ -1,0 +1,137 @@
+"""What it costs to ship: each trained model under each inference backend, on real rows.
+
+The backends' outputs agree with eager's within a stated tolerance; a backend the machine
+cannot run is skipped with its reason; the per-backend metrics are those recomputed from the
+stored per-backend predictions; the report shows the deployed table and `compare` treats
+each backend's figures as metrics of their own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.compare import load_side
+from harness.deploy.capabilities import cpu_has_bf16
+from harness.store import Store, load_records
+from harness.tasks.metrics import compute_metrics
+
+APPROXIMATE_AGREEMENT = 0.9  # share of rows where bf16/int8 predict eager's label
+SUITE = """
+name: deploy
+tasks: [{name: sst2, splits: {train: "train[:3000]", eval: validation}}]
+models:
+  - {adapter: cnn, params: {embed_dim: 32, num_filters: 16, vocab_size: 2000}}
+  - {adapter: rnn, params: {embed_dim: 32, hidden_size: 32, vocab_size: 2000}}
+  - {adapter: transformer, params: {d_model: 32, num_heads: 2, d_ff: 64, num_layers: 1, vocab_size: 2000}}
+  - adapter: hf
+    label: tiny-bert
+    params:
+      config: {model_type: bert, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2,
+               intermediate_size: 64}
+      vocab_size: 2000
+deploy: [eager, bf16, fp16, int8, onnx, onnx-int8]
+threads: 2
+training: {epochs: 2, learning_rate: 2.0e-3, max_seq_length: 48, max_train_examples: 1500,
+           max_eval_examples: 300}
+"""
+
+
+def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=900, cwd=cwd
+    )
+
+
+@pytest.fixture(scope="module")
+def deployed_store(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("deploy")
+    (folder / "deploy.yaml").write_text(SUITE)
+    result = harness("run", "deploy.yaml", "--store", "h.db", cwd=folder)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return folder / "h.db"
+
+
+def test_every_adapter_runs_every_backend_this_machine_has(deployed_store):
+    records = load_records(deployed_store)
+    assert sorted(records["adapter"]) == ["cnn", "hf", "rnn", "transformer"]
+    for row in records.itertuples():
+        deployed = row.deployed
+        assert list(deployed) == ["eager", "bf16", "fp16", "int8", "onnx", "onnx-int8"]
+        assert deployed["fp16"] == {**deployed["fp16"], "status": "skipped"}
+        assert "CUDA only" in deployed["fp16"]["reason"] and deployed["fp16"]["metrics"] == {}
+        assert deployed["bf16"]["status"] == ("ok" if cpu_has_bf16() else "skipped"), deployed["bf16"]
+        if not cpu_has_bf16():
+            assert "AVX512-BF16" in deployed["bf16"]["reason"]
+        for backend in ("eager", "int8", "onnx", "onnx-int8"):
+            result = deployed[backend]
+            assert result["status"] == "ok", (row.model, backend, result["reason"])
+            assert result["infer_examples_per_s"] > 0 and result["size_mb"] > 0
+            assert 0 < result["latency_p50_ms"] <= result["latency_p95_ms"]
+            assert result["peak_mb"] > 100 and result["memory_kind"] == "RSS"
+        assert deployed["onnx"]["max_abs_diff"] <= 1e-3  # fp32 export: eager's numbers
+        if row.adapter in ("transformer", "hf"):  # int8 weights where the weights are linear layers
+            assert deployed["int8"]["size_mb"] < deployed["eager"]["size_mb"]
+        assert deployed["onnx-int8"]["size_mb"] < deployed["onnx"]["size_mb"]
+        assert row.capabilities["avx512_bf16"] == cpu_has_bf16()
+
+
+def test_backend_metrics_equal_those_recomputed_from_the_stored_predictions(deployed_store):
+    records = load_records(deployed_store)
+    with Store(deployed_store, create=False) as db:
+        for row in records.itertuples():
+            frame = db.predictions(row.run_id, row.cell_id)
+            eager = frame["prediction"].to_numpy()
+            for backend, result in row.deployed.items():
+                if backend == "eager" or result["status"] != "ok":
+                    continue
+                logits = np.stack(frame[f"logits@{backend}"])
+                assert compute_metrics(["accuracy"], logits, frame["label"].to_numpy()) == result["metrics"]
+                agreement = float(np.mean(frame[f"prediction@{backend}"].to_numpy() == eager))
+                assert agreement >= (1.0 if backend == "onnx" else APPROXIMATE_AGREEMENT), (
+                    row.model,
+                    backend,
+                )
+            assert row.deployed["eager"]["metrics"] == row.metrics
+
+
+def test_the_report_shows_the_deployed_table_and_compare_treats_backends_as_metrics(deployed_store):
+    folder = deployed_store.parent
+    report = harness("report", "--store", "h.db", "--out", "report", "--no-references", cwd=folder)
+    assert report.returncode == 0, report.stderr
+    markdown = (folder / "report" / "leaderboard.md").read_text()
+    section = markdown[markdown.index("#### Deployed: SST-2") :]
+    for model in ("cnn", "rnn", "transformer", "tiny-bert"):
+        assert f"| {model} | onnx-int8 |" in section and f"| {model} | fp16 |" in section
+    assert (
+        "skipped: fp16 runs on CUDA only" in section and "Pareto front of accuracy against latency" in section
+    )
+    assert (folder / "report" / "plots" / "sst2-deployed.json").is_file()
+
+    current = load_side("latest", deployed_store)
+    assert {"accuracy@int8", "accuracy@onnx"} <= set(current["metrics"].iloc[0])
+    assert "latency_p50_ms@onnx" in current
+    saved = harness("baseline", "save", "latest", "--out", "base.json", "--store", "h.db", cwd=folder)
+    assert saved.returncode == 0, saved.stderr
+    compared = harness("compare", "base.json", "latest", "--store", "h.db", cwd=folder)
+    assert compared.returncode == 0, compared.stdout
+    assert "accuracy@onnx-int8" in compared.stdout and "infer_examples_per_s@int8" in compared.stdout
+
+
+def test_compile_times_compilation_apart_and_matches_eager(tmp_path):
+    (tmp_path / "compile.yaml").write_text(
+        "name: compile\ntasks: [{name: sst2, splits: {train: 'train[:1000]', eval: validation}}]\n"
+        "models: [{adapter: transformer, params: {d_model: 32, num_heads: 2, d_ff: 64, num_layers: 1}}]\n"
+        "deploy: [compile]\nthreads: 2\n"
+        "training: {epochs: 1, max_seq_length: 48, max_train_examples: 500, max_eval_examples: 200}\n"
+    )
+    result = harness("run", "compile.yaml", "--store", "h.db", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = load_records(tmp_path / "h.db").itertuples()
+    compiled = row.deployed["compile"]
+    assert list(row.deployed) == ["eager", "compile"] and compiled["status"] == "ok", compiled
+    assert compiled["max_abs_diff"] <= 1e-3 and compiled["metrics"] == row.metrics
+    assert compiled["prepare_seconds"] > 1.0  # compilation, not counted in its examples/s
