@@ -182,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise InputError(store, f"no run of suite {suite_name!r}", "run the benchmark first")
                 failed = 0
             else:
-                summary = run_suite(
-                    suite, store, console, args.data_dir, args.resume, only_models=args.model
-                )
+                summary = run_suite(suite, store, console, args.data_dir, args.resume, only_models=args.model)
                 run_id, failed = summary.run_id, summary.failed
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)

@@ -167,8 +167,11 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=None, help="default: the whole dev set")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument(
-        "--seeds", type=int, nargs="+", default=[42, 43, 44],
-        help="a run of each side per seed; the accuracy goal is judged on the mean gap"
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[42, 43, 44],
+        help="a run of each side per seed; the accuracy goal is judged on the mean gap",
     )
     parser.add_argument("--data-dir", default=os.environ.get("HARNESS_DATA_DIR"))
     parser.add_argument("--out", type=Path, default=RESULTS / "vs_hf_trainer.md")

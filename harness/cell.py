@@ -28,7 +28,7 @@ from harness.models.registry import TaskInfo, get_adapter
 from harness.record import CellRecord, now
 from harness.tasks.data import Examples, load_task_data
 from harness.tasks.metrics import compute_metrics, get_metric
-from harness.train import predict, to_predictions, train
+from harness.train import cpu_bf16_training, predict, to_predictions, train
 
 
 @dataclass
@@ -103,6 +103,10 @@ def run_cell(
         metric = primary_base if primary_base in task.metrics else task.metrics[0]
         return compute_metrics([metric], outputs, holdout_enc.labels)[metric]
 
+    if settings.amp_cpu and device.type == "cpu" and not cpu_bf16_training(settings, device):
+        record.notes.append(
+            "amp_cpu asked for bf16 training, but this CPU has no native bf16: trained in fp32"
+        )
     measure.reset_cuda_peaks(device)
     stats = train(
         model,

@@ -221,6 +221,11 @@ class TrainingSettings(Strict):
         "(so the reported evaluation split never chooses the checkpoint)",
     )
     amp: bool = Field(default=True, description="mixed precision on CUDA; ignored on CPU")
+    amp_cpu: bool = Field(
+        default=False,
+        description="bf16 autocast for training on a CPU that computes bf16 natively (AVX512-BF16, AMX); "
+        "off by default so a suite's results do not depend on which CPU ran it",
+    )
 
 
 class TaskRef(Strict):

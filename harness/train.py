@@ -55,11 +55,21 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def autocast(device: torch.device, enabled: bool):
+def autocast(device: torch.device, enabled: bool, cpu_bf16: bool = False):
+    """Mixed precision: on CUDA bf16 where supported, else fp16; on a CPU bf16 only when asked
+    (`amp_cpu`) and the CPU computes it natively (AVX512-BF16 or AMX)."""
+    if device.type == "cpu" and cpu_bf16:
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     if device.type != "cuda" or not enabled:
         return nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def cpu_bf16_training(settings: TrainingSettings, device: torch.device) -> bool:
+    from harness.deploy.capabilities import cpu_has_bf16
+
+    return settings.amp_cpu and device.type == "cpu" and cpu_has_bf16()
 
 
 def loss_fn(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -134,6 +144,7 @@ def train(
     optimizer = make_optimizer(model, settings)
     schedule = linear_schedule(optimizer, int(settings.warmup_ratio * total), total)
     use_amp = settings.amp and device.type == "cuda"
+    cpu_bf16 = cpu_bf16_training(settings, device)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
     warmup_steps = min(warmup_steps, max(0, total // 10))
     stats = TrainStats()
@@ -149,7 +160,7 @@ def train(
         for step, (indices, batch) in enumerate(zip(batches, iterate(data, batches), strict=True), 1):
             steady = stats.steps >= warmup_steps
             batch = to_device(batch, device)
-            with autocast(device, use_amp):
+            with autocast(device, use_amp, cpu_bf16):
                 loss = loss_fn(model(batch), batch["labels"])
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

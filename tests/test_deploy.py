@@ -135,3 +135,33 @@ def test_compile_times_compilation_apart_and_matches_eager(tmp_path):
     assert list(row.deployed) == ["eager", "compile"] and compiled["status"] == "ok", compiled
     assert compiled["max_abs_diff"] <= 1e-3 and compiled["metrics"] == row.metrics
     assert compiled["prepare_seconds"] > 1.0  # compilation, not counted in its examples/s
+
+
+def test_bf16_training_on_the_cpu_runs_where_the_cpu_has_it_and_says_so_where_not(data_dir):
+    from harness.cell import run_cell
+    from harness.config import CellSpec, ModelSpec, TrainingSettings
+    from harness.tasks.registry import builtin_task
+
+    def cell(amp_cpu: bool):
+        spec = CellSpec(
+            suite="t",
+            task=builtin_task("sst2"),
+            model=ModelSpec(
+                adapter="transformer", params={"d_model": 32, "num_heads": 2, "d_ff": 64, "num_layers": 1}
+            ),
+            seed=0,
+            training=TrainingSettings(
+                epochs=1, max_seq_length=32, max_train_examples=400, max_eval_examples=100, amp_cpu=amp_cpu
+            ),
+            threads=1,
+            data_dir=str(data_dir),
+        )
+        return run_cell(spec, "run-bf16").record
+
+    fp32, bf16 = cell(False), cell(True)
+    assert bf16.status == "ok"
+    if cpu_has_bf16():
+        assert bf16.notes == [] and bf16.metrics != {}  # trained under bf16 autocast
+        assert abs(bf16.metrics["accuracy"] - fp32.metrics["accuracy"]) <= 10
+    else:
+        assert "no native bf16" in bf16.notes[0] and bf16.metrics == fp32.metrics

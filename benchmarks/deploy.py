@@ -1,0 +1,106 @@
+"""Deployment benchmark: each trained model of `suites/deploy.yaml` under every inference
+backend, side by side in one run on the full SST-2 dev set, and the goals checked as ratios
+against eager measured in the same cell.
+
+Goals (MiniLM-L6 fine-tuned on SST-2): int8 ≥ 2× eager inference examples/s at ≤ 1 point
+accuracy loss; ONNX Runtime ≥ 1.5× eager at equal accuracy (±0.1); and, on a CPU with native
+bf16, training under bf16 autocast (`amp_cpu`) ≥ 1.5× fp32 training examples/s at ±0.5 points.
+
+    python benchmarks/deploy.py [--store results/deploy/harness.db] [--out benchmarks/results/deploy.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.report.deployed import deployed_table
+from harness.runner import run_suite
+from harness.store import load_records
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SUITE = REPO_ROOT / "suites" / "deploy.yaml"
+MODEL = "minilm-l6"
+BF16_MODEL = "minilm-l6-bf16-trained"
+GOALS = {  # backend → (least speed-up over eager, largest accuracy loss, largest accuracy gain)
+    "int8": (2.0, 1.0, None),
+    "onnx": (1.5, 0.1, 0.1),
+}
+
+
+def fmt(value, spec: str = ".2f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, default=REPO_ROOT / "results" / "deploy" / "harness.db")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "deploy.md")
+    parser.add_argument("--resume", action="store_true", help="finish the latest run instead of a new one")
+    parser.add_argument("--data-dir", default=os.environ.get("HARNESS_DATA_DIR"))
+    args = parser.parse_args()
+    summary = run_suite(SUITE, args.store, Console(), args.data_dir, resume=args.resume)
+    records = load_records(args.store, [summary.run_id])
+    ok = records[records["status"] == "ok"]
+    table = deployed_table(ok, "accuracy", list(dict.fromkeys(ok["model"])))
+    lines = [
+        "# Deployment benchmark",
+        "",
+        f"`python benchmarks/deploy.py`, run {summary.run_id}: `suites/deploy.yaml`,",
+        "SST-2 dev (872 sentences),",
+        f"eval batch 128 for examples/s, batch 1 for latency; {ok['cpu_model'].iloc[0]}, "
+        f"{int(ok['threads'].iloc[0])} threads; CPU flags: "
+        + ", ".join(k for k, v in ok["capabilities"].iloc[0].items() if v is True),
+        "",
+        "| model | backend | accuracy | Δ | infer ex/s | speed-up | p50 ms | p95 ms | size MB | prepare s"
+        " | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in table.rows:
+        lines.append(
+            f"| {row.model} | {row.backend} | {fmt(row.primary)} | {fmt(row.delta, '+.2f')} | "
+            f"{fmt(row.infer_examples_per_s, ',.1f')} | {fmt(row.speedup)}{'×' if row.speedup else ''} | "
+            f"{fmt(row.latency_p50_ms)} | {fmt(row.latency_p95_ms)} | {fmt(row.size_mb)} | "
+            f"{fmt(row.prepare_seconds, '.1f')} | {row.reason} |"
+        )
+    lines += ["", "Goals (MiniLM-L6):", ""]
+    missed = 0
+    for backend, (speedup, loss, gain) in GOALS.items():
+        row = next((r for r in table.rows if r.model == MODEL and r.backend == backend), None)
+        met = (
+            row is not None
+            and row.status == "ok"
+            and (row.speedup or 0) >= speedup
+            and (row.delta or 0) >= -loss
+            and (gain is None or (row.delta or 0) <= gain)
+        )
+        missed += not met
+        band = f"Δ ≥ −{loss}" + (f" and ≤ +{gain}" if gain is not None else "")
+        got = f"{fmt(row.speedup)}×, Δ {fmt(row.delta, '+.2f')}" if row is not None else "not measured"
+        lines.append(f"- {backend}: ≥ {speedup}× at {band}: {got} — {'met' if met else 'MISSED'}")
+    by_model = ok.set_index("model")
+    if {MODEL, BF16_MODEL} <= set(by_model.index):
+        fp32, bf16 = by_model.loc[MODEL], by_model.loc[BF16_MODEL]
+        ratio = bf16["train_examples_per_s"] / fp32["train_examples_per_s"]
+        gap = bf16["metric.accuracy"] - fp32["metric.accuracy"]
+        supported = bool(fp32["capabilities"].get("avx512_bf16") or fp32["capabilities"].get("amx_bf16"))
+        met = supported and ratio >= 1.5 and abs(gap) <= 0.5
+        missed += not met
+        lines.append(
+            f"- bf16 training (CPU bf16: {'yes' if supported else 'no'}): ≥ 1.5× fp32 train ex/s at ±0.5: "
+            f"{ratio:.2f}× ({bf16['train_examples_per_s']:.1f} vs {fp32['train_examples_per_s']:.1f} ex/s), "
+            f"accuracy {bf16['metric.accuracy']:.2f} vs {fp32['metric.accuracy']:.2f} ({gap:+.2f}) "
+            f"— {'met' if met else 'MISSED'}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 1 if missed or summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
