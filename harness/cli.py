@@ -324,7 +324,14 @@ def profile(
     import torch
 
     from harness.models.registry import load_adapters
-    from harness.profile import exponents, run_profile, write_csv, write_exponents_csv, write_plot
+    from harness.profile import (
+        exponents,
+        measure_peaks,
+        run_profile,
+        write_csv,
+        write_exponents_csv,
+        write_plot,
+    )
 
     names = [name.strip() for name in models.split(",") if name.strip()]
     known = load_adapters()
@@ -344,7 +351,10 @@ def profile(
         console.print(f"  {row.model} @ {row.seq_len}: {done}", highlight=False)
 
     console.print(f"profiling {', '.join(names)} at {lengths} tokens, batch {batch_size}, on {device}")
-    rows = run_profile(names, lengths, batch_size, repeats, warmup, device, threads, show)
+    peaks = measure_peaks(device, threads)
+    peak_text = ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" if v else f"{k} n/a" for k, v in peaks.items())
+    console.print(f"dense-matmul peak of this machine (2048², measured now): {peak_text}")
+    rows = run_profile(names, lengths, batch_size, repeats, warmup, device, threads, show, peaks["float32"])
     found = exponents(rows)
 
     def fmt(value, spec: str = ".1f") -> str:
@@ -352,7 +362,10 @@ def profile(
         return "" if missing else format(value, spec)
 
     table = Table(title=f"one training step (forward + backward), batch {batch_size}, {device}")
-    columns = ("model", "seq len", "time ms (median)", "time ms (min)", "tokens/s", "peak MB", "RSS Δ MB")
+    columns = (
+        "model", "seq len", "time ms (median)", "time ms (min)", "tokens/s", "GFLOP/s", "MFU (fp32)",
+        "peak MB", "RSS Δ MB",
+    )  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
@@ -365,6 +378,8 @@ def profile(
             fmt(row.time_ms, ".2f"),
             fmt(row.time_ms_min, ".2f"),
             fmt(row.tokens_per_s, ",.0f"),
+            fmt(row.achieved_flops / 1e9 if row.achieved_flops else None, ",.1f"),
+            fmt(row.mfu, ".1%"),
             fmt(row.peak_mb),
             fmt(row.rss_mb),
         )

@@ -70,6 +70,9 @@ class ProfileRow:
     peak_mb: float | None = None  # tensor memory of one step above what was live before it
     rss_mb: float | None = None  # growth of the peak resident set over the first step (CPU)
     memory_method: str = ""
+    flops_per_step: float | None = None  # forward + backward, torch.utils.flop_counter
+    achieved_flops: float | None = None  # FLOP/s at the median step time
+    mfu: float | None = None  # achieved / this machine's fp32 dense-matmul peak, measured in the run
     error: str | None = None
 
 
@@ -237,12 +240,56 @@ def measure_one(
     row.time_ms_min = min(times) * 1000
     row.tokens_per_s = batch_size * seq_len / statistics.median(times)
     model.zero_grad(set_to_none=True)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    row.flops_per_step = float(counter.get_total_flops()) or None
+    if row.flops_per_step:
+        row.achieved_flops = row.flops_per_step / statistics.median(times)
+    model.zero_grad(set_to_none=True)
     row.peak_mb, row.memory_method = step_peak_memory_mb(step, device)
     return row
 
 
 def _measure(kwargs: dict, emit) -> ProfileRow:
     return measure_one(**kwargs)
+
+
+def matmul_peak_flops(
+    device_name: str, dtype_name: str, threads: int | None, size: int = 2048, seconds: float = 2.0
+) -> float:
+    """This machine's dense-matmul FLOP/s: the best of square `size`² matmuls repeated for
+    about `seconds`, the ceiling that MFU divides by (2·size³ FLOPs a product)."""
+    if threads:
+        torch.set_num_threads(threads)
+    device, dtype = torch.device(device_name), getattr(torch, dtype_name)
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    best, deadline = math.inf, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def _peak(args: tuple, emit) -> float:
+    return matmul_peak_flops(*args)
+
+
+def measure_peaks(device: str, threads: int | None) -> dict[str, float | None]:
+    """fp32 and bf16 matmul peaks, each in a fresh child like every profile point."""
+    peaks: dict[str, float | None] = {}
+    for dtype in ("float32", "bfloat16"):
+        outcome = run_in_child(_peak, ((device, dtype, threads),), timeout_s=120)
+        peaks[dtype] = outcome if isinstance(outcome, float) else None
+    return peaks
 
 
 def measure_in_child(**kwargs) -> ProfileRow:
@@ -269,7 +316,9 @@ def run_profile(
     device: str = "cpu",
     threads: int | None = None,
     on_row: Callable[[ProfileRow], None] = lambda row: None,
+    peak_fp32: float | None = None,
 ) -> list[ProfileRow]:
+    """Every (model, length) point; with `peak_fp32` (FLOP/s) each row's MFU is filled in."""
     rows = []
     for model in models:
         for seq_len in sorted(seq_lens):
@@ -283,6 +332,8 @@ def run_profile(
                 device_name=device,
                 threads=threads,
             )
+            if peak_fp32 and row.achieved_flops:
+                row.mfu = row.achieved_flops / peak_fp32
             on_row(row)
             rows.append(row)
     return rows

@@ -301,5 +301,7 @@ def test_profile_command_prints_exponents_and_writes_the_plot(tmp_path):
     rows = pd.read_csv(out / "profile.csv")
     assert list(rows["seq_len"]) == [32, 64]
     assert (rows["time_ms"] > 0).all() and (rows["peak_mb"] > 0).all() and rows["error"].isna().all()
+    assert (rows["mfu"] > 0).all() and (rows["mfu"] <= 1).all()  # a fraction of the measured matmul peak
+    assert (rows["flops_per_step"] > 0).all() and "dense-matmul peak" in result.stdout
     exponents = pd.read_csv(out / "exponents.csv").set_index("model")
     assert np.isfinite(exponents.loc["cnn", "time_ms_exponent"])
