@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.report.plots import PALETTE, SYSTEM_FONTS, pareto_front
+from harness.report.plots import PALETTE, front_trace, pareto_front, scatter_layout
 from harness.tasks.metrics import higher_is_better
 
 
@@ -137,29 +137,11 @@ def deployed_figure(title: str, table: DeployedTable, colour_of: dict[str, str])
         )
     if not traces:
         return None
-    front = pareto_front(points, x_higher_is_better=False)
-    traces.append(
-        {
-            "type": "scatter",
-            "mode": "lines",
-            "name": "Pareto front",
-            "x": [p[0] for p in front],
-            "y": [p[1] for p in front],
-            "line": {"dash": "dot", "color": "#666", "width": 1.5},
-            "hoverinfo": "skip",
-        }
-    )
+    traces.append(front_trace(pareto_front(points, x_higher_is_better=False)))
     metric = html.escape(table.primary_metric)
-    return {
-        "data": traces,
-        "layout": {
-            "title": {"text": f"{html.escape(title)}: {metric} vs latency, deployed"},
-            "xaxis": {"type": "log", "title": {"text": "latency p50, batch 1 (ms, log)"}},
-            "yaxis": {"title": {"text": f"{metric} (%)"}},
-            "font": {"family": SYSTEM_FONTS, "size": 12},
-            "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
-            "margin": {"l": 55, "r": 15, "t": 45, "b": 10},
-            "autosize": True,
-            "hovermode": "closest",
-        },
-    }
+    layout = scatter_layout(
+        f"{html.escape(title)}: {metric} vs latency, deployed",
+        "latency p50, batch 1 (ms, log)",
+        f"{metric} (%)",
+    )
+    return {"data": traces, "layout": layout}

@@ -79,31 +79,36 @@ def cost_figure(
         )
     if not traces:
         return None
-    front = pareto_front(points, x_higher_is_better=throughput)
-    traces.append(
-        {
-            "type": "scatter",
-            "mode": "lines",
-            "name": "Pareto front",
-            "x": [p[0] for p in front],
-            "y": [p[1] for p in front],
-            "line": {"dash": "dot", "color": "#666", "width": 1.5},
-            "hoverinfo": "skip",
-        }
-    )
+    traces.append(front_trace(pareto_front(points, x_higher_is_better=throughput)))
     metric = html.escape(entries[0].primary_metric)
+    title_text = f"{html.escape(title)}: {metric} vs {axis_title.removesuffix(' (log)')}"
+    return {"data": traces, "layout": scatter_layout(title_text, axis_title, f"{metric} (%)")}
+
+
+def front_trace(front: Sequence[tuple[float, float]]) -> dict:
+    """The Pareto front as a dotted line without markers."""
     return {
-        "data": traces,
-        "layout": {
-            "title": {"text": f"{html.escape(title)}: {metric} vs {axis_title.removesuffix(' (log)')}"},
-            "xaxis": {"type": "log", "title": {"text": axis_title}},
-            "yaxis": {"title": {"text": f"{metric} (%)"}},
-            "font": {"family": SYSTEM_FONTS, "size": 12},
-            "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
-            "margin": {"l": 55, "r": 15, "t": 45, "b": 10},
-            "autosize": True,
-            "hovermode": "closest",
-        },
+        "type": "scatter",
+        "mode": "lines",
+        "name": "Pareto front",
+        "x": [p[0] for p in front],
+        "y": [p[1] for p in front],
+        "line": {"dash": "dot", "color": "#666", "width": 1.5},
+        "hoverinfo": "skip",
+    }
+
+
+def scatter_layout(title: str, x_title: str, y_title: str) -> dict:
+    """The layout every accuracy-against-cost figure shares: log x axis, legend below."""
+    return {
+        "title": {"text": title},
+        "xaxis": {"type": "log", "title": {"text": x_title}},
+        "yaxis": {"title": {"text": y_title}},
+        "font": {"family": SYSTEM_FONTS, "size": 12},
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
+        "margin": {"l": 55, "r": 15, "t": 45, "b": 10},
+        "autosize": True,
+        "hovermode": "closest",
     }
 
 

@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -30,6 +31,7 @@ from harness.yaml_io import read_mapping, validation_to_input_error
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 TASKS_DIR_ENV = "HARNESS_TASKS_DIR"
 EXAMPLE = "docs/add-a-task.md"
+T = TypeVar("T", TaskSpec, GroupSpec)
 
 
 @dataclass(frozen=True)
@@ -66,21 +68,26 @@ def available_groups(suite_dir: Path | None = None, extra: Sequence[Path] = ()) 
     return _find("groups/*.yaml", suite_dir, extra)
 
 
+def _named_file(path: Path, schema: type[T], what: str, example: str) -> T:
+    """A YAML file validated by `schema`, whose `name` must be its file name."""
+    try:
+        spec = schema.model_validate(read_mapping(path, what, example))
+    except ValidationError as error:
+        raise validation_to_input_error(path, error) from None
+    if spec.name != path.stem:
+        raise InputError(
+            path,
+            f"name {spec.name!r} differs from the file name {path.stem!r}",
+            f"set `name: {path.stem}` or rename the file to {spec.name}.yaml",
+            "name",
+        )
+    return spec
+
+
 def load_task(path: Path) -> TaskSpec:
     """A task file, validated; its `name` must be its file name, so a copied file cannot
     pose as the task it was copied from."""
-    raw = read_mapping(path, "task", EXAMPLE)
-    try:
-        task = TaskSpec.model_validate(raw)
-    except ValidationError as error:
-        raise validation_to_input_error(path, error) from None
-    if task.name != path.stem:
-        raise InputError(
-            path,
-            f"name {task.name!r} differs from the file name {path.stem!r}",
-            f"set `name: {path.stem}` or rename the file to {task.name}.yaml",
-            "name",
-        )
+    task = _named_file(path, TaskSpec, "task", EXAMPLE)
     dataset = task.dataset.resolved(path.parent)
     for split, files in (dataset.data_files or {}).items():
         for file in files if isinstance(files, list) else [files]:
@@ -100,19 +107,7 @@ def builtin_task(name: str) -> TaskSpec:
 
 
 def load_group(path: Path) -> GroupSpec:
-    raw = read_mapping(path, "group", "harness/tasks/builtin/groups/glue.yaml")
-    try:
-        group = GroupSpec.model_validate(raw)
-    except ValidationError as error:
-        raise validation_to_input_error(path, error) from None
-    if group.name != path.stem:
-        raise InputError(
-            path,
-            f"name {group.name!r} differs from the file name {path.stem!r}",
-            f"set `name: {path.stem}` or rename the file to {group.name}.yaml",
-            "name",
-        )
-    return group
+    return _named_file(path, GroupSpec, "group", "harness/tasks/builtin/groups/glue.yaml")
 
 
 def resolve_task(
