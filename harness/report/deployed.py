@@ -72,7 +72,7 @@ def deployed_table(
             results = [d[backend] for d in mine["deployed"] if backend in (d or {})]
             ok = [r for r in results if r.get("status") == "ok"]
             if not ok:
-                reasons = sorted({f"{r.get('status')}: {r.get('reason')}" for r in results})
+                reasons = sorted({str(r.get("reason")) for r in results})
                 table.rows.append(
                     DeployedRow(model, backend, results[0].get("status", "?"), "; ".join(reasons))
                 )
