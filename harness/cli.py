@@ -7,6 +7,7 @@ imported inside the commands that use them, so `harness --help` answers at once.
 
 from __future__ import annotations
 
+import json
 import sys
 from enum import Enum
 from functools import wraps
@@ -317,8 +318,11 @@ def profile(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     threads: int = typer.Option(None, "--threads", min=1, help="torch threads (default: torch's)"),
     out: Path = typer.Option(Path("reports/profile"), "--out", help="folder for the CSV and the plot"),
+    params: str = typer.Option(
+        None, "--params", help="adapter parameters for every model, as JSON: '{\"d_model\": 256}'"
+    ),
 ) -> None:
-    """Time and peak memory of one forward+backward step of each model over sequence lengths."""
+    """Time, peak memory and MFU of one forward+backward step of each model over sequence lengths."""
     import math
 
     import torch
@@ -339,6 +343,12 @@ def profile(
     if not names or unknown:
         raise InputError("--models", f"unknown adapter(s) {unknown}", f"use some of {', '.join(known)}")
     lengths = _int_list(seq_lens, "--seq-lens")
+    try:
+        model_params = json.loads(params) if params else {}
+    except json.JSONDecodeError as error:
+        raise InputError("--params", f"not JSON ({error.msg})", "e.g. '{\"d_model\": 256}'") from None
+    if not isinstance(model_params, dict):
+        raise InputError("--params", "must be a JSON object", "e.g. '{\"d_model\": 256}'")
     if device not in ("auto", "cpu", "cuda"):
         raise InputError("--device", f"{device!r} is not a device", "use auto, cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():
@@ -354,7 +364,9 @@ def profile(
     peaks = measure_peaks(device, threads)
     peak_text = ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" if v else f"{k} n/a" for k, v in peaks.items())
     console.print(f"dense-matmul peak of this machine (2048², measured now): {peak_text}")
-    rows = run_profile(names, lengths, batch_size, repeats, warmup, device, threads, show, peaks["float32"])
+    rows = run_profile(
+        names, lengths, batch_size, repeats, warmup, device, threads, show, peaks["float32"], model_params
+    )
     found = exponents(rows)
 
     def fmt(value, spec: str = ".1f") -> str:

@@ -175,7 +175,7 @@ def synthetic_batch(batch_size: int, seq_len: int, device: torch.device, seed: i
     return {key: value.to(device) for key, value in batch.items()}
 
 
-def build_model(name: str, max_seq_length: int) -> torch.nn.Module:
+def build_model(name: str, max_seq_length: int, params: dict | None = None) -> torch.nn.Module:
     from harness.config import ModelSpec
     from harness.models.registry import TaskInfo, get_adapter
 
@@ -186,7 +186,7 @@ def build_model(name: str, max_seq_length: int) -> torch.nn.Module:
         vocab_size=VOCAB_SIZE,
         pad_token_id=PAD_ID,
     )
-    return get_adapter(ModelSpec(adapter=name)).build(info)
+    return get_adapter(ModelSpec(adapter=name, params=params or {})).build(info)
 
 
 def measure_one(
@@ -198,12 +198,13 @@ def measure_one(
     max_seq_length: int,
     device_name: str = "cpu",
     threads: int | None = None,
+    params: dict | None = None,
 ) -> ProfileRow:
     if threads:
         torch.set_num_threads(threads)
     device = torch.device(device_name)
     torch.manual_seed(0)
-    model = build_model(model_name, max_seq_length).to(device).train()
+    model = build_model(model_name, max_seq_length, params).to(device).train()
     batch = synthetic_batch(batch_size, seq_len, device)
     row = ProfileRow(
         model=model_name,
@@ -317,6 +318,7 @@ def run_profile(
     threads: int | None = None,
     on_row: Callable[[ProfileRow], None] = lambda row: None,
     peak_fp32: float | None = None,
+    params: dict | None = None,
 ) -> list[ProfileRow]:
     """Every (model, length) point; with `peak_fp32` (FLOP/s) each row's MFU is filled in."""
     rows = []
@@ -329,6 +331,7 @@ def run_profile(
                 repeats=repeats,
                 warmup=warmup,
                 max_seq_length=max(seq_lens),
+                params=params,
                 device_name=device,
                 threads=threads,
             )

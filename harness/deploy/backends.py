@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -158,7 +159,13 @@ def _onnx(quantize: bool):
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             quantized = workdir / "model-int8.onnx"
-            quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(logging.ERROR)  # its advice to pre-process is logged on the root logger
+            try:
+                quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+            finally:
+                root.setLevel(level)
             path = quantized
         return Deployed(OnnxRuntime(path, torch.get_num_threads()), path.stat().st_size)
 
