@@ -2,11 +2,12 @@
 
 | module | one job |
 |---|---|
-| `scores.py` | seeds pooled per (task, model); the GLUE score by the official rule |
+| `scores.py` | seeds pooled per (task, model); group scores (GLUE's) by the rule their YAML gives |
 | `stats.py` | t-interval over seeds; paired bootstrap over examples |
 | `leader.py` | the top two models of a task tested on their predictions; ranks and ties |
+| `deployed.py` | the deployed table (model × backend against eager) and its accuracy-latency plot |
 | `plots.py` | plotly figure specs of accuracy against cost, with the Pareto front |
-| `references.py` | published numbers (`suites/references.yaml`) |
+| `references.py` | published numbers (`references.yaml`, shipped beside it) |
 | `build.py` | records → `Report` (numbers and names only) |
 | `render.py`, `templates/` | `Report` → markdown and HTML (Jinja, autoescaped) |
 """
