@@ -17,9 +17,11 @@ import multiprocessing as mp
 import queue as queue_module
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Any
 
 from harness.executors.base import CellFailure, describe
@@ -44,6 +46,21 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
             pass  # best effort: without it an orphan finishes its work and exits
+
+
+@contextmanager
+def _sigint_ignored():
+    """Start the child with SIGINT ignored. A terminal's Ctrl-C reaches the whole process group;
+    the parent turns it into `interrupted` and kills the child, which must not print a
+    KeyboardInterrupt traceback of its own (it may be anywhere, even importing torch)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _child_main(function: Callable[..., Any], args: tuple, channel) -> None:
@@ -71,7 +88,8 @@ def run_in_child(
     context = mp.get_context("spawn")
     channel = context.Queue()
     process = context.Process(target=_child_main, args=(function, args, channel), daemon=True)
-    process.start()
+    with _sigint_ignored():  # inherited through exec: Ctrl-C is the parent's to handle
+        process.start()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     outcome: Any = None
     finished = False
