@@ -27,7 +27,7 @@ from harness.events import Progress
 from harness.models.registry import TaskInfo, get_adapter
 from harness.record import CellRecord, now
 from harness.tasks.data import Examples, load_task_data
-from harness.tasks.metrics import compute_metrics, get_metric
+from harness.tasks.metrics import compute_metrics, two_class_misfit
 from harness.train import cpu_bf16_training, predict, to_predictions, train
 
 
@@ -123,12 +123,10 @@ def run_cell(
     metrics: dict[str, float] = {}
     frames = []
     infer_rates = []
-    all_outputs: dict[str, np.ndarray] = {}
     warm_up(model, next(iter(eval_enc.values())), settings.eval_batch_size, device)  # as every backend is
     for name, encoded in eval_enc.items():
         on_progress(Progress("eval", stats.epochs_run, settings.epochs, 0, 0))
         outputs, rate = measure.timed_predict(model, encoded, settings.eval_batch_size, device, settings.amp)
-        all_outputs[name] = outputs
         infer_rates.append(rate)
         predictions = to_predictions(outputs)
         metrics.update(compute_metrics(task.metrics, outputs, encoded.labels, suffix=name))
@@ -199,12 +197,9 @@ def run_cell(
 def check_metrics_fit(spec: CellSpec, num_labels: int) -> None:
     """Before any training: a two-class metric on a task with more classes is an error now,
     not a crash after an hour (the suite check catches it when the task file names its labels)."""
-    binary = [m for m in spec.task.metrics if get_metric(m).binary_only]
-    if binary and spec.task.problem_type == "classification" and num_labels != 2:
-        raise ValueError(
-            f"task {spec.task.name}: metric(s) {binary} are defined for two classes and the data "
-            f"has {num_labels}; use f1_macro or f1_micro in the task file"
-        )
+    misfit = two_class_misfit(spec.task.metrics, num_labels)
+    if spec.task.problem_type == "classification" and misfit:
+        raise ValueError(f"task {spec.task.name}: {misfit}; use f1_macro or f1_micro in the task file")
 
 
 def max_or_none(*values: float | None) -> float | None:

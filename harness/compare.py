@@ -101,7 +101,8 @@ def save_baseline(records: pd.DataFrame, path: Path) -> None:
     """A portable, git-friendly file of a run's ok records with their seed-level metrics."""
     keep = ["run_id", "suite", "task", "model", "adapter", "seed", "config_hash", "status", "metrics"]
     keep += [c.column for c in COST_METRICS] + list(HARDWARE_KEYS) + ["git_commit", "versions"]
-    keep += [c for c in ("deployed",) if c in records]
+    if "deployed" in records:
+        keep.append("deployed")
     rows = records[keep].to_dict(orient="records")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(strict_json.dumps({"format": BASELINE_FORMAT, "records": rows}, indent=1))

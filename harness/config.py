@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.tasks.metrics import get_metric, metric_names
+from harness.tasks.metrics import get_metric, metric_names, two_class_misfit
 
 Backend = Literal["eager", "bf16", "fp16", "compile", "int8", "onnx", "onnx-int8"]
 
@@ -153,12 +153,9 @@ class TaskSpec(Strict):
             ids = sorted(set(self.label_map.values()))
             if ids != list(range(len(ids))):
                 raise ValueError(f"label_map ids must be 0..{len(ids) - 1} without gaps; they are {ids}")
-        binary = [m for m in self.metrics if get_metric(m).binary_only]
-        if binary and self.num_labels is not None and self.num_labels != 2:
-            raise ValueError(
-                f"metric(s) {binary} are defined for two classes and this task has {self.num_labels}; "
-                "use f1_macro or f1_micro"
-            )
+        misfit = two_class_misfit(self.metrics, self.num_labels) if self.num_labels is not None else None
+        if misfit:
+            raise ValueError(f"{misfit}; use f1_macro or f1_micro")
         return self
 
 

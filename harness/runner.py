@@ -13,7 +13,6 @@ import it in their own processes.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from harness.executors import CellFailure, Outcome, make_executor
 from harness.planning import expand_cells, load_suite
 from harness.progress import RunDisplay
 from harness.record import CellRecord, now
-from harness.store import Store, cell_file_stem
+from harness.store import Store, cell_file_stem, slug
 
 
 @dataclass
@@ -42,8 +41,7 @@ class RunSummary:
 
 def new_run_id(suite: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", suite).strip(".-")[:60] or "suite"
-    return f"{stamp}-{safe}-{uuid.uuid4().hex[:6]}"
+    return f"{stamp}-{slug(suite, 60, 'suite')}-{uuid.uuid4().hex[:6]}"
 
 
 def failed_record(spec: CellSpec, run_id: str, failure: CellFailure) -> CellRecord:

@@ -28,7 +28,6 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ import pandas as pd
 
 from harness import strict_json
 from harness.errors import InputError
-from harness.record import CellRecord
+from harness.record import CellRecord, now
 
 DEFAULT_STORE = Path("results/harness.db")
 # columns stored as JSON text, with the JSON an empty (NULL) one reads as
@@ -53,11 +52,15 @@ RUN_COLUMNS = {
 }  # fmt: skip
 
 
+def slug(text: str, limit: int, fallback: str) -> str:
+    """`text`'s harmless characters (at most `limit`), the rest as `-`: safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip(".-")[:limit] or fallback
+
+
 def cell_file_stem(cell_id: str) -> str:
     """A file name for a cell id that is safe on any file system and unique per id:
-    the id's harmless characters (at most 80), then 10 hex digits of its hash."""
-    slug = re.sub(r"[^A-Za-z0-9_.=-]+", "-", cell_id).strip(".-")[:80] or "cell"
-    return f"{slug}-{hashlib.sha256(cell_id.encode()).hexdigest()[:10]}"
+    its slug, then 10 hex digits of its hash."""
+    return f"{slug(cell_id, 80, 'cell')}-{hashlib.sha256(cell_id.encode()).hexdigest()[:10]}"
 
 
 def _record_columns() -> dict[str, str]:
@@ -169,7 +172,7 @@ class Store:
             db.execute(
                 "INSERT OR IGNORE INTO runs (run_id, suite, suite_path, started_at, status, cells)"
                 " VALUES (?, ?, ?, ?, 'running', ?)",
-                (run_id, suite, suite_path, _now(), cells),
+                (run_id, suite, suite_path, now(), cells),
             )
             db.execute(
                 "UPDATE runs SET status = 'running', cells = ?, finished_at = NULL, driver_host = ?,"
@@ -204,7 +207,7 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
-                (_now(), status, run_id),
+                (now(), status, run_id),
             )
 
     def write_cell(self, record: CellRecord, predictions: pd.DataFrame | None = None) -> None:
@@ -230,9 +233,9 @@ class Store:
             for name in CellRecord.columns()
         ]
         columns = ", ".join(CellRecord.columns())
-        placeholders = ", ".join("?" for _ in values)
+        marks = ", ".join("?" for _ in values)  # SQL parameters: values are never formatted in
         with self.transaction() as db:
-            db.execute(f"INSERT OR REPLACE INTO records ({columns}) VALUES ({placeholders})", values)
+            db.execute(f"INSERT OR REPLACE INTO records ({columns}) VALUES ({marks})", values)
             db.execute(
                 "DELETE FROM metrics WHERE run_id = ? AND cell_id = ?",
                 (record.run_id, record.cell_id),
@@ -296,7 +299,9 @@ class Store:
             "SELECT predictions_file FROM records WHERE run_id = ? AND cell_id = ?", (run_id, cell_id)
         ).fetchone()
         if row is None or row[0] is None:
-            legacy = self.run_folder(run_id) / "predictions" / f"{cell_id}.parquet"  # stores before 0.2
+            legacy = (
+                self.run_folder(run_id) / "predictions" / f"{cell_id}.parquet"
+            )  # records from before `predictions_file`
             if legacy.is_file() and legacy.resolve().is_relative_to(self.path.parent.resolve()):
                 return pd.read_parquet(legacy)
             raise FileNotFoundError(f"no predictions stored for {cell_id} of run {run_id}")
@@ -311,7 +316,3 @@ def load_records(
     """All records (or those of some runs / a suite) as a DataFrame, metrics as `metric.<name>`."""
     with Store(store, create=False) as db:
         return db.records(run_ids, suite)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

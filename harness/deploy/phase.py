@@ -61,10 +61,12 @@ def _sample(encoded: Encoded, rows: int) -> Encoded:
 
 
 def warm_up(module: nn.Module, encoded: Encoded, batch_size: int, device: torch.device) -> None:
+    """Run the longest batch and the last (smallest) one, so that the shapes a compiled or
+    exported model first meets are not timed."""
     batches = eval_batches(encoded.lengths, batch_size)
     module.eval()
     with torch.no_grad():
-        for indices in {0: batches[0], -1: batches[-1]}.values():  # the longest and the last batch
+        for indices in batches[:1] + batches[1:][-1:]:
             module(to_device(collate(encoded, indices), device))
     synchronize(device)
 
@@ -134,13 +136,14 @@ def deploy_phase(
 
     `eager` is the cell's own evaluation (warmed up and timed the same way), so the eager
     model is not evaluated twice."""
+    results, outputs = {"eager": eager}, {}
+    if backends == ["eager"]:  # the default: nothing to check against, nothing more to run
+        return results, outputs
     model.eval()
     first = next(iter(eval_enc.values()))
     reference = predict(model, _sample(first, CHECK_ROWS), batch_size, device, amp=False)
-    results, outputs = {}, {}
     for name in backends:
         if name == "eager":
-            results[name] = eager
             continue
         results[name], outputs[name] = run_backend(
             name, model, eval_enc, metrics, batch_size, device, reference

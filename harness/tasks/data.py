@@ -26,7 +26,7 @@ import numpy as np
 
 from harness.config import DatasetSource, TaskSpec, TrainingSettings
 from harness.errors import DataMissingError, InputError
-from harness.tasks.metrics import get_metric
+from harness.tasks.metrics import two_class_misfit
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 SUBSET_SEED = 0  # one fixed shuffle for subsets, so every seed of a suite sees the same data
@@ -105,7 +105,7 @@ def load_split(task: TaskSpec, split: str, mirror: Path | None):
     try:
         return datasets.load_dataset(where, source.name, split=split, revision=source.revision)
     except Exception as error:  # datasets raises many types for "not there"
-        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        reason = _first_line(error)
         origin = (
             f"the local mirror {where}"
             if where != source.path
@@ -118,6 +118,11 @@ def load_split(task: TaskSpec, split: str, mirror: Path | None):
             f"hf/datasets/{source.path}/{source.name}/<split>-*.parquet that has "
             "this split, or run where the Hub is reachable."
         ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def _is_text_column(dataset, column: str) -> bool:
@@ -141,7 +146,7 @@ def _local_files_error(task: TaskSpec, split: str, error: BaseException) -> Inpu
             "save it as UTF-8",
             "dataset.data_files",
         )
-    reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    reason = _first_line(error)
     if isinstance(error, ValueError | KeyError) and "split" in reason.lower():
         splits = sorted(task.dataset.data_files or {})
         return InputError(
@@ -278,14 +283,9 @@ def check_local_files(task: TaskSpec, task_file: Path) -> None:
         raise
     finally:
         datasets.logging.set_verbosity(verbosity)
-    binary = [m for m in task.metrics if get_metric(m).binary_only]
-    if binary and task.problem_type == "classification" and data.num_labels != 2:
-        raise InputError(
-            task_file,
-            f"metric(s) {binary} are defined for two classes and the data has {data.num_labels}",
-            "use f1_macro or f1_micro",
-            "metrics",
-        )
+    misfit = two_class_misfit(task.metrics, data.num_labels)
+    if task.problem_type == "classification" and misfit:
+        raise InputError(task_file, misfit, "use f1_macro or f1_micro", "metrics")
 
 
 def load_task_data(task: TaskSpec, training: TrainingSettings, explicit_dir: str | None) -> TaskData:
@@ -303,8 +303,7 @@ def load_task_data(task: TaskSpec, training: TrainingSettings, explicit_dir: str
     else:
         label_names = coder.names or None
         num_labels = len(label_names) if label_names else int(train.labels.max()) + 1
-        too_high = int(train.labels.max(initial=0)) >= num_labels
-        if too_high:
+        if int(train.labels.max(initial=0)) >= num_labels:
             raise InputError(
                 _where(task),
                 f"label id {int(train.labels.max())} but only {num_labels} label names",

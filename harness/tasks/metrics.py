@@ -94,6 +94,15 @@ def higher_is_better(key: str) -> bool:
     return _METRICS[name].higher_is_better if name in _METRICS else True
 
 
+def two_class_misfit(names: list[str], num_labels: int) -> str | None:
+    """What is wrong when a two-class metric (binary F1, precision, ROC AUC) is asked of a task
+    with another number of classes; None when nothing is."""
+    binary = [name for name in names if _METRICS[name].binary_only]
+    if binary and num_labels != 2:
+        return f"metric(s) {binary} are defined for two classes and this task has {num_labels}"
+    return None
+
+
 def positive_scores(outputs: np.ndarray) -> np.ndarray:
     """The positive class's probability from (N, 2) logits; regression outputs as they are."""
     if outputs.ndim == 1:
