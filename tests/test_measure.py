@@ -40,7 +40,7 @@ def one_thread():
 def synthetic(rows: int, length: int, vocab: int = 1000, seed: int = 0) -> Encoded:
     rng = np.random.default_rng(seed)
     ids = rng.integers(5, vocab, size=(rows, length)).tolist()
-    return Encoded(ids, None, rng.integers(0, 2, size=rows), pad_id=0)
+    return Encoded.from_rows(ids, None, rng.integers(0, 2, size=rows), pad_id=0)
 
 
 class Mixer(nn.Module):

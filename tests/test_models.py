@@ -182,7 +182,7 @@ def test_padding_does_not_change_the_logits(name, is_pair, sst2, tokenizer):
         rows = Examples(rows.text_a, rows.text_a[1:] + rows.text_a[:1], rows.labels, rows.row_ids)
     encoded = encode(tokenizer, rows, MAX_LEN)
     if is_pair:
-        assert any(1 in types for types in encoded.token_type_ids)
+        assert (encoded.token_types == 1).any()
     model = build(MODELS[name], tokenizer, is_pair=is_pair).eval()
 
     tight = collate(encoded, np.arange(len(rows)))  # padded to the longest of these rows
@@ -296,3 +296,50 @@ def test_regression_head_gives_one_score_per_example(name, sst2, tokenizer):
     assert scores.shape == (5,)
     nn.functional.mse_loss(scores, batch["labels"].float()).backward()  # trains as regression
     assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
+
+
+def test_attention_dropout_is_its_own_knob(sst2, tokenizer):
+    """`attention_dropout` drops attention weights in training only; None keeps `dropout`'s rate."""
+    encoded = encode(tokenizer, sst2.train.take(np.arange(16)), MAX_LEN)
+    batch = collate(encoded, np.arange(16))
+
+    def two_training_passes(**params) -> tuple[torch.Tensor, torch.Tensor]:
+        spec = ModelSpec(adapter="transformer", params={"dropout": 0.0, **params})
+        model = build(spec, tokenizer).train()
+        with torch.no_grad():
+            return model(batch), model(batch)
+
+    first, second = two_training_passes(attention_dropout=0.5)
+    assert not torch.allclose(first, second)  # the weights were dropped, differently each pass
+    first, second = two_training_passes(attention_dropout=0.0)
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+    first, second = two_training_passes()  # None: the same as dropout, here 0
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+
+
+def test_fused_optimizer_steps_as_the_per_tensor_loop(sst2, tokenizer):
+    """The fused AdamW that `make_optimizer` picks takes the same steps as PyTorch's reference loop."""
+    from harness.train import loss_fn, make_optimizer
+
+    encoded = encode(tokenizer, sst2.train.take(np.arange(32)), MAX_LEN)
+    batch = collate(encoded, np.arange(32))
+    settings = TrainingSettings(learning_rate=1e-3)
+    fused_model = build(ModelSpec(adapter="transformer", params={"dropout": 0.0}), tokenizer)
+    loop_model = build(ModelSpec(adapter="transformer", params={"dropout": 0.0}), tokenizer)
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = make_optimizer(fused_model, settings)
+    twin = dict(zip(map(id, fused_model.parameters()), loop_model.parameters(), strict=True))
+    groups = [  # make_optimizer's groups, for the other copy
+        {"params": [twin[id(p)] for p in group["params"]], "weight_decay": group["weight_decay"]}
+        for group in fused.param_groups
+    ]
+    loop = torch.optim.AdamW(groups, lr=settings.learning_rate, foreach=False)
+    assert fused.defaults["fused"] and not loop.defaults["foreach"]
+    # One step: after it, Adam turns rounding noise in a zero gradient (the key projection's bias:
+    # softmax ignores a constant shift) into ±lr steps, in either optimizer.
+    for model, optimizer in ((fused_model, fused), (loop_model, loop)):
+        optimizer.zero_grad()
+        loss_fn(model(batch), batch["labels"]).backward()
+        optimizer.step()
+    for a, b in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -37,7 +37,7 @@ def test_pairs_get_separator_and_segment_ids(data_dir):
     data = _data("mrpc", data_dir, 200)
     tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000))
     encoded = encode(tokenizer, data.train, max_length=64)
-    ids, types = encoded.input_ids[0], encoded.token_type_ids[0]
+    ids, types = encoded.row(0), encoded.row_types(0)
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     assert ids[0] == cls and ids[-1] == sep and ids.count(sep) == 2
     boundary = ids.index(sep)
@@ -75,6 +75,25 @@ def test_collate_pads_to_the_longest_row(data_dir):
     assert (batch["input_ids"][batch["attention_mask"] == 0] == tokenizer.pad_token_id).all()
 
 
+def test_packed_rows_collate_and_subset_as_the_tokenizer_wrote_them(data_dir):
+    data = _data("mrpc", data_dir, 200)
+    tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=1000))
+    encoded = encode(tokenizer, data.train, max_length=48)
+    out = tokenizer(data.train.text_a, data.train.text_b, truncation=True, max_length=48)
+    rows = np.array([7, 3, 150, 0, 42])
+    batch = collate(encoded, rows)
+    for r, i in enumerate(rows):
+        n = len(out["input_ids"][i])
+        assert batch["input_ids"][r, :n].tolist() == out["input_ids"][i]
+        assert batch["token_type_ids"][r, :n].tolist() == out["token_type_ids"][i]
+        assert batch["attention_mask"][r].sum() == n
+        assert (batch["token_type_ids"][r, n:] == 0).all()
+    part = encoded.subset(rows)
+    assert [part.row(r) for r in range(len(rows))] == [out["input_ids"][i] for i in rows]
+    assert [part.row_types(r) for r in range(len(rows))] == [out["token_type_ids"][i] for i in rows]
+    assert part.labels.tolist() == encoded.labels[rows].tolist()
+
+
 def test_imdb_line_breaks_are_not_tokens_and_left_truncation_keeps_the_end(data_dir):
     data = _data("imdb", data_dir, 300)
     rows = data.train.take(np.arange(50))
@@ -83,13 +102,13 @@ def test_imdb_line_breaks_are_not_tokens_and_left_truncation_keeps_the_end(data_
     tokenizer = vocab_tokenizer(data.train.texts(), data.train.fingerprint(), VocabSettings(vocab_size=3000))
     full = encode(tokenizer, rows, max_length=4096)
     for i in with_breaks:
-        tokens = " ".join(tokenizer.convert_ids_to_tokens(full.input_ids[i]))
+        tokens = " ".join(tokenizer.convert_ids_to_tokens(full.row(i)))
         assert "< br / >" not in tokens and "br /" not in tokens
     kept_end = encode(tokenizer, rows, max_length=64, truncation_side="left")
     kept_start = encode(tokenizer, rows, max_length=64, truncation_side="right")
     long_rows = [i for i in range(len(rows)) if full.lengths[i] > 64]
     assert long_rows
     for i in long_rows:
-        body = full.input_ids[i][1:-1]  # without [CLS] ... [SEP]
-        assert kept_end.input_ids[i][1:-1] == body[-62:]
-        assert kept_start.input_ids[i][1:-1] == body[:62]
+        body = full.row(i)[1:-1]  # without [CLS] ... [SEP]
+        assert kept_end.row(i)[1:-1] == body[-62:]
+        assert kept_start.row(i)[1:-1] == body[:62]

@@ -55,9 +55,7 @@ class BackendResult:
 
 
 def _sample(encoded: Encoded, rows: int) -> Encoded:
-    keep = np.arange(min(rows, len(encoded)))
-    types = None if encoded.token_type_ids is None else [encoded.token_type_ids[i] for i in keep]
-    return Encoded([encoded.input_ids[i] for i in keep], types, encoded.labels[keep], encoded.pad_id)
+    return encoded.subset(np.arange(min(rows, len(encoded))))
 
 
 def warm_up(module: nn.Module, encoded: Encoded, batch_size: int, device: torch.device) -> None:

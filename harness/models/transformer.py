@@ -49,6 +49,12 @@ class TransformerParams(ScratchParams):
     num_layers: int = Field(default=2, ge=1)
     d_ff: int = Field(default=512, ge=1, description="inner size of the feed-forward network")
     dropout: float = Field(default=0.1, ge=0, lt=1)
+    attention_dropout: float | None = Field(
+        default=None,
+        ge=0,
+        lt=1,
+        description="dropout on the attention weights; None: the same as `dropout`",
+    )
     activation: Literal["relu", "gelu"] = "relu"
     norm: Literal["post", "pre"] = "post"
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
@@ -143,7 +149,7 @@ class MultiHeadSelfAttention(nn.Module):
         self.k_proj = nn.Linear(params.d_model, params.d_model)  # W^K
         self.v_proj = nn.Linear(params.d_model, params.d_model)  # W^V
         self.out_proj = nn.Linear(params.d_model, params.d_model)  # W^O
-        self.dropout_p = params.dropout
+        self.dropout_p = params.dropout if params.attention_dropout is None else params.attention_dropout
         self.fused = params.attention == "fused"
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
