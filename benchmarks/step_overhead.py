@@ -104,7 +104,7 @@ def breakdown(steps: int, attention_dropout: float | None, data_dir: str | None)
         emit(Progress("train", 1, 1, step, len(batches), loss.item()))
         clock.append(time.perf_counter())
         if step > 20:  # the first steps allocate and warm caches
-            for phase, start, end in zip(PHASES, clock, clock[1:], strict=True):
+            for phase, start, end in zip(PHASES, clock[:-1], clock[1:], strict=True):
                 totals[phase] += end - start
     queue.close()
     return {phase: 1000 * seconds / steps for phase, seconds in totals.items()}
