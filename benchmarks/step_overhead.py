@@ -142,7 +142,7 @@ def run_tree(tree: Path, suite: Path, store: Path, data_dir: str | None) -> list
     print(f"  {tree.name}: {suite.stem} in {time.perf_counter() - started:.0f} s (exit {done.returncode})")
     if done.returncode != 0:
         raise SystemExit(f"harness run failed in {tree}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    query = "SELECT model, metrics, train_examples_per_s, train_seconds FROM cells"
+    query = "SELECT model, metrics, train_examples_per_s, train_seconds FROM records WHERE status = 'ok'"
     import sqlite3
 
     with sqlite3.connect(store) as db:
