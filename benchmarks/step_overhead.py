@@ -49,7 +49,7 @@ GOAL_SPEEDUP, GOAL_ACCURACY = 1.6, 0.5
 # ----------------------------------------------------------------------------- breakdown
 
 
-def breakdown(steps: int, attention_dropout: float | None, data_dir: str | None) -> dict:
+def breakdown(steps: int, adapter_name: str, params: dict, batch_size: int, data_dir: str | None) -> dict:
     """Milliseconds per training step in each phase, over `steps` real IMDb batches.
 
     Uses only what the baseline also has, so that this function runs in either tree."""
@@ -68,12 +68,9 @@ def breakdown(steps: int, attention_dropout: float | None, data_dir: str | None)
     from harness.tasks.registry import BUILTIN_DIR, load_task
     from harness.train import linear_schedule, loss_fn, make_optimizer
 
-    settings = TrainingSettings(max_seq_length=200, batch_size=32, max_train_examples=4000)
+    settings = TrainingSettings(max_seq_length=200, batch_size=batch_size, max_train_examples=4000)
     data = load_task_data(load_task(BUILTIN_DIR / "imdb.yaml"), settings, data_dir)
-    params = dict(TRANSFORMER) | (
-        {} if attention_dropout is None else {"attention_dropout": attention_dropout}
-    )
-    adapter = get_adapter(ModelSpec(adapter="transformer", params=params))
+    adapter = get_adapter(ModelSpec(adapter=adapter_name, params=params))
     tokenizer = adapter.tokenizer(data.train, settings)
     encoded = encode(tokenizer, data.train, settings.max_seq_length)
     info = TaskInfo(2, False, settings.max_seq_length, len(tokenizer), tokenizer.pad_token_id)
@@ -148,17 +145,17 @@ def run_tree(tree: Path, suite: Path, store: Path, data_dir: str | None) -> list
     with sqlite3.connect(store) as db:
         rows = db.execute(query).fetchall()
     return [
-        {"model": m, "accuracy": 100 * json.loads(x)["accuracy"], "ex_s": r, "train_s": s}
-        for m, x, r, s in rows
+        {"model": m, "accuracy": json.loads(x)["accuracy"], "ex_s": r, "train_s": s} for m, x, r, s in rows
     ]
 
 
-def breakdown_in(tree: Path, attention_dropout: float | None, steps: int, data_dir: str | None) -> dict:
-    """`breakdown` run by a fresh interpreter importing the harness of `tree`."""
+def breakdown_in(tree: Path, model: dict, steps: int, data_dir: str | None) -> dict:
+    """`breakdown` of one suite model entry, run by a fresh interpreter importing the harness of `tree`."""
+    batch_size = model.get("training", {}).get("batch_size", 32)
+    call = f"breakdown({steps}, {model['adapter']!r}, {model['params']!r}, {batch_size}, {data_dir!r})"
     code = (
         f"import json, sys; sys.path.insert(0, {str(REPO_ROOT / 'benchmarks')!r}); "
-        "from step_overhead import breakdown; "
-        f"print(json.dumps(breakdown({steps}, {attention_dropout!r}, {data_dir!r})))"
+        f"from step_overhead import breakdown; print(json.dumps({call}))"
     )
     env = dict(os.environ, PYTHONPATH=str(tree))
     out = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, capture_output=True, text=True)
@@ -184,21 +181,27 @@ def main() -> int:
     )
     trees = {"baseline": base, "current": REPO_ROOT}
     try:
-        print("breakdown")
-        split = {
-            "baseline": breakdown_in(base, None, args.steps, args.data_dir),
-            "current": breakdown_in(REPO_ROOT, None, args.steps, args.data_dir),
-            "current, attention_dropout 0": breakdown_in(REPO_ROOT, 0.0, args.steps, args.data_dir),
-        }
         transformer = {"adapter": "transformer", "label": "transformer-d32", "params": TRANSFORMER}
         no_attention_dropout = transformer | {
             "label": "transformer-d32-attn0",
             "params": TRANSFORMER | {"attention_dropout": 0.0},
         }
         small = [
-            {"adapter": "cnn", "params": {"vocab_size": 20000}},
-            {"adapter": "rnn", "params": {"vocab_size": 20000}, "training": {"batch_size": 64}},
+            {"adapter": "cnn", "label": "cnn", "params": {"vocab_size": 20000}},
+            {
+                "adapter": "rnn",
+                "label": "rnn",
+                "params": {"vocab_size": 20000},
+                "training": {"batch_size": 64},
+            },
         ]
+        print("breakdown")
+        split = {}
+        for model in [transformer, no_attention_dropout, *small]:
+            for tree in ("baseline", "current"):
+                if tree == "baseline" and "attention_dropout" in model["params"]:
+                    continue  # the baseline has no such parameter
+                split[tree, model["label"]] = breakdown_in(trees[tree], model, args.steps, args.data_dir)
         suites = {
             "transformer": suite_yaml("step-overhead-transformer", [transformer], {"epochs": 2}),
             "transformer-attn0": suite_yaml("step-overhead-attn0", [no_attention_dropout], {"epochs": 2}),
@@ -247,13 +250,14 @@ def main() -> int:
         "",
         f"## Breakdown (ms per step, {args.steps} IMDb batches after 20 warm-up steps)",
         "",
-        "| tree | " + " | ".join(PHASES) + " | total | ex/s |",
-        "|---|" + "---:|" * (len(PHASES) + 2),
+        "| model | tree | " + " | ".join(PHASES) + " | total | ex/s |",
+        "|---|---|" + "---:|" * (len(PHASES) + 2),
     ]
-    for name, phases in split.items():
+    for (tree, label), phases in split.items():
         total = sum(phases.values())
         cells = " | ".join(f"{phases[p]:.2f}" for p in PHASES)
-        lines.append(f"| {name} | {cells} | {total:.2f} | {32_000 / total:,.0f} |")
+        batch = 64 if label == "rnn" else 32
+        lines.append(f"| {label} | {tree} | {cells} | {total:.2f} | {batch * 1000 / total:,.0f} |")
     lines += [
         "",
         "## Side by side: `harness run`, full IMDb (25,000 → 25,000), 2 epochs",

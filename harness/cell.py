@@ -19,7 +19,7 @@ import torch
 
 from harness import measure
 from harness.batching import Encoded, encode
-from harness.config import CellSpec
+from harness.config import CellSpec, train_size_value
 from harness.deploy.backends import state_dict_bytes
 from harness.deploy.capabilities import capabilities
 from harness.deploy.phase import BackendResult, deploy_phase, warm_up
@@ -74,7 +74,8 @@ def run_cell(
     settings = spec.training
     task = spec.task
 
-    data = load_task_data(task, settings, spec.data_dir)
+    train_size = None if spec.train_size is None else train_size_value(spec.train_size)
+    data = load_task_data(task, settings, spec.data_dir, holdout=spec.holdout, train_size=train_size)
     check_metrics_fit(spec, data.num_labels)
     adapter = get_adapter(spec.model)
     tokenizer = adapter.tokenizer(data.train, settings)
@@ -114,7 +115,7 @@ def run_cell(
         settings,
         spec.seed,
         device,
-        score_holdout if holdout_enc is not None else None,
+        score_holdout if settings.early_stopping_patience is not None else None,
         on_progress,
     )
     train_alloc, train_reserved = measure.cuda_peaks_mb(device)
@@ -170,6 +171,9 @@ def run_cell(
                 if outputs.ndim == 2:
                     frame[f"logits@{backend}"] = list(outputs)
 
+    if holdout_enc is not None:
+        outputs = predict(model, holdout_enc, settings.eval_batch_size, device, settings.amp)
+        record.holdout_metrics = compute_metrics(task.metrics, outputs, holdout_enc.labels)
     record.status = "ok"
     record.metrics = metrics
     record.primary_value = metrics[task.primary_metric]

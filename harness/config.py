@@ -10,11 +10,12 @@ silently ignored. Finding and reading the files is elsewhere: `tasks/registry.py
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.tasks.metrics import get_metric, metric_names, two_class_misfit
 
@@ -225,6 +226,58 @@ class TrainingSettings(Strict):
     )
 
 
+TrainSize = Annotated[int, Field(ge=1)] | Literal["full"]
+
+
+def train_size_value(size: TrainSize) -> int | None:
+    """A learning-curve size as a number of rows; None for the whole training set."""
+    return None if size == "full" else int(size)
+
+
+def check_train_sizes(sizes: list[TrainSize]) -> list[TrainSize]:
+    """Each size once, smallest first (`full` last)."""
+    repeated = sorted({str(size) for size in sizes if sizes.count(size) > 1})
+    if repeated:
+        raise ValueError(f"train_sizes repeats {', '.join(repeated)}")
+    return sorted(sizes, key=lambda size: (size == "full", 0 if size == "full" else size))
+
+
+TrainSizes = Annotated[list[TrainSize], AfterValidator(check_train_sizes)]
+
+
+class SweepSpec(Strict):
+    """A grid over a model's parameters and training settings: every combination is one point,
+    run on every seed; the point with the best mean over seeds on the held-out slice of train
+    is the one reported."""
+
+    params: dict[str, list[Any]] = Field(default_factory=dict)
+    training: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _a_real_grid(self) -> SweepSpec:
+        if not self.params and not self.training:
+            raise ValueError("a sweep needs at least one list under `params` or `training`")
+        empty = [k for k, v in {**self.params, **self.training}.items() if not v]
+        if empty:
+            raise ValueError(f"sweep values must be non-empty lists; empty: {empty}")
+        both = sorted(set(self.params) & set(self.training))
+        if both:
+            raise ValueError(f"{both} appear under both params and training; sweep each in one place")
+        return self
+
+    def points(self) -> list[dict[str, dict[str, Any]]]:
+        """Every combination, as {"params": {...}, "training": {...}}, in grid order."""
+        axes = [("params", k, v) for k, v in self.params.items()]
+        axes += [("training", k, v) for k, v in self.training.items()]
+        points = []
+        for values in itertools.product(*(values for _, _, values in axes)):
+            point: dict[str, dict[str, Any]] = {"params": {}, "training": {}}
+            for (where, key, _), value in zip(axes, values, strict=True):
+                point[where][key] = value
+            points.append(point)
+        return points
+
+
 class TaskRef(Strict):
     """A task named in a suite, optionally with its data source, splits or training overridden."""
 
@@ -232,6 +285,9 @@ class TaskRef(Strict):
     dataset: DatasetSource | None = None
     splits: TaskSplits | None = None
     training: dict[str, Any] = Field(default_factory=dict)
+    train_sizes: TrainSizes | None = Field(
+        default=None, description="this task's learning-curve sizes (default: the suite's)"
+    )
 
 
 class ModelSpec(Strict):
@@ -242,6 +298,7 @@ class ModelSpec(Strict):
     task_training: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="training overrides for this model on one task: {imdb: {...}}"
     )
+    sweep: SweepSpec | None = Field(default=None, description="a grid of params and training settings")
 
     @property
     def display_label(self) -> str:
@@ -274,6 +331,11 @@ class Suite(Strict):
     tasks: list[TaskRef] = Field(min_length=1)
     models: list[ModelSpec] = Field(min_length=1)
     seeds: list[int] = Field(default=[0], min_length=1)
+    train_sizes: TrainSizes | None = Field(
+        default=None,
+        description="learning curves: train each cell on nested, label-stratified subsets of these "
+        "sizes (rows, or `full`); the evaluation split stays whole",
+    )
     training: TrainingSettings = TrainingSettings()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, ge=1, description="torch threads per cell")
@@ -313,6 +375,14 @@ class Suite(Strict):
 # --------------------------------------------------------------------------- cells
 
 
+def point_label(point: dict[str, Any]) -> str:
+    """A sweep point in words: `dropout=0.3, learning_rate=0.001`."""
+    return ", ".join(f"{key}={value}" for key, value in point.items())
+
+
+HASHED_WHEN_SET = ("train_size", "sweep_point", "holdout")
+
+
 class CellSpec(Strict):
     """Everything one cell needs, fully resolved: it runs anywhere from this alone.
 
@@ -334,19 +404,42 @@ class CellSpec(Strict):
     task_order: int = 0
     deploy: list[Backend] = Field(default_factory=lambda: ["eager"])
     deploy_tolerance: float = 1.0
+    train_size: TrainSize | None = Field(
+        default=None, description="a learning curve's point: rows, or `full`; None: not on a curve"
+    )
+    sweep_point: dict[str, Any] | None = Field(
+        default=None, description="this cell's values of its model's sweep, e.g. {learning_rate: 0.001}"
+    )
+    holdout: bool = Field(
+        default=False, description="hold out a slice of train and score it (sweep selection)"
+    )
 
     @property
     def config_hash(self) -> str:
-        """Identity for `--resume`: what the cell computes, not where its data is read from."""
+        """Identity for `--resume`: what the cell computes, not where its data is read from.
+        Fields added after the first stores enter only when set, so old hashes still match."""
         payload = self.model_dump(
             exclude={"data_dir", "suite", "resources", "group", "task_order", "deploy_tolerance"}
         )
         payload["task"] = {
             k: v for k, v in payload["task"].items() if k not in ("title", "description", "group")
         }
+        for name in HASHED_WHEN_SET:
+            if payload.get(name) in (None, False):
+                payload.pop(name, None)
+        payload["model"].pop("sweep", None)  # the grid: a point is its own values, so a grid that
+        # grows keeps the finished points' hashes (and `--resume` skips them)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
         return digest.hexdigest()[:16]
 
     @property
+    def model_label(self) -> str:
+        """The model's label, with this cell's sweep point when it has one: `cnn[dropout=0.3]`."""
+        if not self.sweep_point:
+            return self.model.display_label
+        return f"{self.model.display_label}[{point_label(self.sweep_point)}]"
+
+    @property
     def cell_id(self) -> str:
-        return f"{self.task.name}__{self.model.display_label}__seed{self.seed}"
+        size = "" if self.train_size is None else f"__n{self.train_size}"
+        return f"{self.task.name}__{self.model_label}{size}__seed{self.seed}"

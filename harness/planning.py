@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.config import CellSpec, Suite, TrainingSettings
+from harness.config import CellSpec, ModelSpec, Suite, TrainingSettings
 from harness.errors import InputError
 from harness.tasks.data import check_local_files
 from harness.tasks.registry import resolve_group, resolve_task
@@ -62,6 +62,25 @@ def _check_unique(cells: list[tuple[CellSpec, str]], suite_path: Path) -> None:
         first[cell.cell_id] = origin
 
 
+def sweep_points(
+    model: ModelSpec, suite_path: Path, where: str
+) -> list[tuple[ModelSpec, dict[str, dict[str, Any]] | None]]:
+    """The model once per point of its sweep (params resolved and checked), or once as it is."""
+    from harness.models.registry import resolve_model_spec
+
+    if model.sweep is None:
+        return [(model, None)]
+    points = []
+    for point in model.sweep.points():
+        spec = model.model_copy(update={"params": {**model.params, **point["params"]}})
+        points.append((resolve_model_spec(spec, suite_path, f"{where}.sweep"), point))
+    return points
+
+
+def flat_point(point: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
+    return None if point is None else {**point["params"], **point["training"]}
+
+
 def expand_cells(
     suite: Suite, suite_path: Path, data_dir: str | None = None, tasks_dirs: Sequence[Path] = ()
 ) -> list[CellSpec]:
@@ -90,35 +109,47 @@ def expand_cells(
                     f"use one of {', '.join(sorted(task_names))}",
                     f"models.{index}.task_training",
                 )
+    swept = any(model.sweep is not None for model in models)
     cells: list[tuple[CellSpec, str]] = []
     for t_index, (ref, task, group) in enumerate(zip(suite.tasks, tasks, groups, strict=True)):
         task_training = merged_training(suite.training, ref.training, suite_path, f"tasks.{t_index}.training")
+        sizes = ref.train_sizes or suite.train_sizes or [None]
         for m_index, model in enumerate(models):
-            training = merged_training(
-                task_training, model.training, suite_path, f"models.{m_index}.training"
-            )
-            training = merged_training(
-                training,
-                model.task_training.get(task.name, {}),
-                suite_path,
-                f"models.{m_index}.task_training.{task.name}",
-            )
-            for s_index, seed in enumerate(suite.seeds):
-                spec = CellSpec(
-                    suite=suite.name,
-                    task=task,
-                    model=model,
-                    seed=seed,
-                    training=training,
-                    device=suite.device,
-                    threads=suite.threads,
-                    data_dir=data_dir,
-                    resources=suite.resources,
-                    group=group,
-                    task_order=t_index,
-                    deploy=suite.deploy,
-                    deploy_tolerance=suite.deploy_tolerance,
+            where = f"models.{m_index}"
+            for point_model, point in sweep_points(model, suite_path, where):
+                training = merged_training(
+                    task_training, point_model.training, suite_path, f"{where}.training"
                 )
-                cells.append((spec, f"tasks.{t_index}/models.{m_index}/seeds.{s_index}"))
+                training = merged_training(
+                    training,
+                    {
+                        **model.task_training.get(task.name, {}),
+                        **(point["training"] if point else {}),
+                    },
+                    suite_path,
+                    f"{where}.task_training.{task.name}" if not point else f"{where}.sweep.training",
+                )
+                for size in sizes:
+                    for s_index, seed in enumerate(suite.seeds):
+                        spec = CellSpec(
+                            suite=suite.name,
+                            task=task,
+                            model=point_model,
+                            seed=seed,
+                            training=training,
+                            device=suite.device,
+                            threads=suite.threads,
+                            data_dir=data_dir,
+                            resources=suite.resources,
+                            group=group,
+                            task_order=t_index,
+                            deploy=suite.deploy,
+                            deploy_tolerance=suite.deploy_tolerance,
+                            train_size=size,
+                            sweep_point=flat_point(point),
+                            holdout=swept,
+                        )
+                        origin = f"tasks.{t_index}/{where}/seeds.{s_index}"
+                        cells.append((spec, origin))
     _check_unique(cells, suite_path)
     return [cell for cell, _ in cells]

@@ -40,6 +40,10 @@ class CellRecord:
     label_names: list[str] | None = None  # class names by id (the mapping of string labels)
     train_examples: int | None = None
     eval_examples: int | None = None
+    train_size: str | None = None  # a learning curve's point: "250", "full"; None off a curve
+    # tuning
+    sweep_point: dict[str, Any] | None = None  # this cell's values of its model's sweep
+    holdout_metrics: dict[str, float] = field(default_factory=dict)  # on the held-out slice of train
     # training
     epochs: int | None = None
     best_epoch: int | None = None
@@ -87,6 +91,8 @@ class CellRecord:
             adapter=spec.model.adapter,
             seed=spec.seed,
             config_hash=spec.config_hash,
+            train_size=None if spec.train_size is None else str(spec.train_size),
+            sweep_point=spec.sweep_point,
             primary_metric=spec.task.primary_metric,
             config=spec.model_dump(mode="json"),
             started_at=now(),

@@ -41,7 +41,7 @@ DEFAULT_STORE = Path("results/harness.db")
 # columns stored as JSON text, with the JSON an empty (NULL) one reads as
 JSON_FIELDS = {
     "metrics": "{}", "versions": "{}", "config": "{}", "notes": "[]", "label_names": "null",
-    "deployed": "{}", "capabilities": "{}",
+    "deployed": "{}", "capabilities": "{}", "sweep_point": "null", "holdout_metrics": "{}",
 }  # fmt: skip
 SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT"}
 BUSY_TIMEOUT_S = 120

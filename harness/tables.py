@@ -7,6 +7,8 @@ import math
 import pandas as pd
 from rich.table import Table
 
+from harness.config import point_label
+
 
 def fmt(value, digits: int = 2) -> str:
     """A number for a table; a missing figure is empty, NaN is shown as NaN."""
@@ -35,6 +37,16 @@ def _present(row: pd.Series, column: str):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+def _model_cell(row: pd.Series) -> str:
+    """The model's label, with its sweep point and learning-curve size when it has them."""
+    label = str(row["model"])
+    point = row.get("sweep_point")
+    if isinstance(point, dict) and point:
+        label += f"[{point_label(point)}]"
+    size = row.get("train_size")
+    return f"{label} @ {size} rows" if isinstance(size, str) else label
+
+
 def records_table(records: pd.DataFrame, title: str) -> Table:
     """One row per cell: its metrics (NaN stays NaN), cost and status."""
     table = Table(title=title, title_justify="left")
@@ -61,7 +73,7 @@ def records_table(records: pd.DataFrame, title: str) -> Table:
         status = "[green]ok" if row["status"] == "ok" else f"[red]failed: {row['error']}"
         table.add_row(
             row["task"],
-            row["model"],
+            _model_cell(row),
             str(row["seed"]),
             status,
             ", ".join(shown),

@@ -101,9 +101,10 @@ def report_dir(store_path, tmp_path_factory) -> Path:
     result = harness("report", "run-tiny", "--store", str(store_path), "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     assert (out / "leaderboard.md").is_file() and (out / "index.html").is_file()
+    kinds = {"sst2": ("params", "throughput", "reliability"), "mrpc": ("params", "throughput", "reliability")}
     assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(
-        f"{task}-{kind}.json" for task in TASKS for kind in ("params", "throughput")
-    )
+        f"{task}-{kind}.json" for task in TASKS for kind in kinds.get(task, ("params", "throughput"))
+    )  # STS-B is a regression: no reliability diagram
     return out
 
 
@@ -194,6 +195,7 @@ def test_markdown_numbers_equal_the_records(report_dir, store_path):
 
     # per task: mean ± t-interval per metric, n seeds, ranks, cost figures
     titles = {"sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B"}
+    ranks: dict[str, dict[str, str]] = {}
     for task, metrics in {
         "sst2": ["accuracy"],
         "mrpc": ["f1", "accuracy"],
@@ -215,16 +217,21 @@ def test_markdown_numbers_equal_the_records(report_dir, store_path):
             assert row["infer ex/s"] == (f"{rate:,.0f}" if rate >= 100 else f"{rate:,.1f}")
             assert row["peak mem MB"].endswith("(RSS)")
             assert row["trained on"] == "300 × 1"  # max_train_examples × epochs of the fixture
-        ranks = [row["Rank"] for row in ours.values()]
-        assert sorted(ranks) in (["1", "2", "3"], ["3", "=1", "=1"])
+        ranks[titles[task]] = {model: row["Rank"] for model, row in ours.items()}
         assert any(row[0] == "—" and "_(not run here)_" in row[1] for row in table[1:])
 
     leader = table_after(markdown, "## Is the leader really ahead?")
     assert [row[0] for row in leader[1:]] == ["SST-2", "MRPC", "STS-B"]
     for row in leader[1:]:
         p = float(row[6].replace("< ", ""))
-        assert 0 < p <= 1 and row[7] in ("ahead", "tied (=1)")
-        assert row[7] == ("ahead" if p < 0.05 else "tied (=1)")
+        assert 0 < p <= 1 and row[8] == ("ahead" if p < 0.05 else "tied (=1)")
+        expected, position = {}, 1  # the tie groups, best first, give the ranks of the task's table
+        for group in row[9].split("; "):
+            members = group.split(" = ")
+            for member in members:
+                expected[member] = f"={position}" if len(members) > 1 else str(position)
+            position += len(members)
+        assert expected == ranks[row[0]]
     assert "run-tiny" in markdown and "torch" in markdown.split("## Provenance")[1]
 
 

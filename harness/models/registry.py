@@ -131,4 +131,10 @@ def resolve_model_spec(spec: ModelSpec, where: Path | str, field: str) -> ModelS
         raise InputError(
             where, problem, f"{spec.adapter} takes: {allowed}", f"{field}.params.{name}"
         ) from None
-    return spec.model_copy(update={"params": params.model_dump(mode="json")})
+    fields = adapters[spec.adapter].Params.model_fields
+    resolved = {  # a None default means "as before this parameter existed": old hashes still match
+        name: value
+        for name, value in params.model_dump(mode="json").items()
+        if not (value is None and fields[name].default is None)
+    }
+    return spec.model_copy(update={"params": resolved})

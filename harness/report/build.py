@@ -14,16 +14,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
 from harness.config import GroupSpec, TaskSpec
+from harness.report.calibration import COVERAGES, Calibration, pooled_calibration, reliability_figure
+from harness.report.curves import (
+    SHARES,
+    Curve,
+    CurvePoint,
+    curve_figure,
+    largest_sizes,
+    learning_curves,
+    reach_table,
+)
 from harness.report.deployed import DeployedTable, deployed_figure, deployed_table
-from harness.report.leader import LeaderTest, PredictionLoader, judge_leader, ranked
+from harness.report.leader import LeaderTest, PredictionLoader, judge_leader, ranked, seed_frames
 from harness.report.plots import colours, pareto_front, task_figures
 from harness.report.references import Reference
 from harness.report.scores import Entry, GroupScore, group_scores, pool_seeds
-from harness.tasks.metrics import split_metric_key
+from harness.report.stats import example_standard_error
+from harness.report.tuning import TunedModel, select_points
+from harness.tasks.metrics import get_metric, metric_names, split_metric_key
 
 
 @dataclass
@@ -125,6 +138,25 @@ class TaskSection:
     pareto: dict[str, list[str]]  # kind → models on the Pareto front
     memory_kinds: list[str]
     deployed: DeployedTable | None = None
+    calibration: list[Calibration] = field(default_factory=list)  # classification tasks with logits
+    variance: dict[str, Variance] = field(default_factory=dict)  # model → where its interval comes from
+    curves: list[Curve] = field(default_factory=list)
+    reach: list[tuple[str, float | None, list[CurvePoint | None]]] = field(default_factory=list)
+    tuned: list[TunedModel] = field(default_factory=list)
+
+
+@dataclass
+class Variance:
+    """The standard error of a model's score from its seeds and from its evaluation examples."""
+
+    seeds: float | None  # s / sqrt(n) over seeds
+    examples: float | None  # bootstrap over examples of the seed-averaged score
+
+    @property
+    def dominant(self) -> str:
+        if self.seeds is None or self.examples is None:
+            return ""
+        return "seeds" if self.seeds > self.examples else "examples"
 
 
 @dataclass
@@ -160,6 +192,8 @@ class Report:
     provenance: Provenance
     notes: list[str]
     alpha: float
+    shares: tuple[float, ...] = SHARES
+    coverages: tuple[float, ...] = COVERAGES
 
 
 # --------------------------------------------------------------------------- building
@@ -299,6 +333,50 @@ def _overview_references(
     return rows
 
 
+def _confidence(section: TaskSection, classification: bool, load: PredictionLoader, resamples: int) -> None:
+    """Calibration (classification, from stored logits) and the variance split of each entry."""
+    base, split = split_metric_key(section.primary_metric)
+    bootstrappable = base in metric_names() and get_metric(base).resampled is not None
+    for entry in section.entries:
+        frames = seed_frames(entry, split, load)
+        if isinstance(frames, str) or not frames:
+            continue
+        if classification and all("logits" in f and f["logits"].notna().all() for f in frames):
+            per_seed = [(np.stack(f["logits"].to_numpy()), f["label"].to_numpy()) for f in frames]
+            section.calibration.append(pooled_calibration(entry.model, per_seed))
+        if bootstrappable:
+            common = frames[0].index
+            for frame in frames[1:]:
+                common = common.intersection(frame.index)
+            if len(common):
+                common = common.sort_values()
+                labels = frames[0].loc[common, "label"].to_numpy()
+                predictions = [f.loc[common, "prediction"].to_numpy() for f in frames]
+                examples = example_standard_error(base, labels, predictions, resamples=resamples)
+                section.variance[entry.model] = Variance(entry.primary.standard_error, examples)
+
+
+def _has_classes(ok: pd.DataFrame, task: str) -> bool:
+    """Classification: the records' task spec says so (regression stores scores, not logits)."""
+    for config in ok.loc[ok["task"] == task, "config"]:
+        problem = ((config or {}).get("task") or {}).get("problem_type")
+        if problem is not None:
+            return problem == "classification"
+    return True
+
+
+def _cached(load: PredictionLoader) -> PredictionLoader:
+    """Each cell's predictions are read once, however many tables use them."""
+    cache: dict[tuple[str, str], pd.DataFrame | None] = {}
+
+    def cached(run_id: str, cell_id: str) -> pd.DataFrame | None:
+        if (run_id, cell_id) not in cache:
+            cache[run_id, cell_id] = load(run_id, cell_id)
+        return cache[run_id, cell_id]
+
+    return cached
+
+
 def build_report(
     records: pd.DataFrame,
     load_predictions: PredictionLoader,
@@ -309,12 +387,14 @@ def build_report(
 ) -> Report:
     """The report of these records; `records` as `Store.records()` returns them."""
     run_ids = list(dict.fromkeys(str(r) for r in records["run_id"]))
+    load_predictions = _cached(load_predictions)
     ok = records[records["status"] == "ok"]
     notes: list[str] = []
     footnotes = _Footnotes()
     facts = task_facts(ok)
     metric_order = {name: fact.metric_keys for name, fact in facts.items()}
-    entries = pool_seeds(ok, metric_order)
+    chosen, tuned = select_points(ok)  # a swept model: the records of its selected point
+    entries = pool_seeds(largest_sizes(chosen), metric_order)  # a learning curve: its largest size
     model_order = list(dict.fromkeys(str(m) for m in ok["model"]))
     colour_of = colours(model_order)
 
@@ -367,6 +447,18 @@ def build_report(
                         f"{name} / {row.model}: {row.backend} loses {-row.delta:.1f} points of {primary} "
                         f"against eager (tolerance {section.deployed.tolerance})"
                     )
+        _confidence(section, _has_classes(ok, name), load_predictions, resamples)
+        if section.calibration:
+            figure = reliability_figure(fact.title, section.calibration, colour_of)
+            if figure is not None:
+                figures[f"fig-{index}-reliability"] = figure
+                section.figures["reliability"] = f"fig-{index}-reliability"
+        section.curves = learning_curves(chosen, name, model_order)
+        if section.curves:
+            section.reach = reach_table(section.curves, primary)
+            figures[f"fig-{index}-curve"] = curve_figure(fact.title, primary, section.curves, colour_of)
+            section.figures["curve"] = f"fig-{index}-curve"
+        section.tuned = [table for table in tuned if table.task == name]
         section.references = _reference_rows_for_task(section, references, footnotes)
         sections.append(section)
         for entry in task_entries:

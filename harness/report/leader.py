@@ -1,23 +1,37 @@
-"""Is the leader really ahead? The top two models of a task, tested on their per-example predictions.
+"""Which models are really ahead? Ranks with honest ties, tested on per-example predictions.
 
 Seeds are pooled (see `stats.paired_bootstrap`); the examples compared are those every
 seed of both models predicted, matched by (eval split, row id). The metric is the task's
 primary metric on the evaluation split it names (MNLI's `accuracy_matched`: the matched
-split). Ranks follow the mean primary metric; when the top two are not separable at
-`alpha` both are ranked "=1".
+split).
+
+Tie groups over the whole ranking: the best remaining model leads a group; each model below
+it is compared with it (paired bootstrap, one-sided), the p-values Holm-corrected over those
+comparisons; the leader and the run of models right below it that are not separable at
+`alpha` share a rank (`=1`, `=1`, then `3`). The next group starts at the first separable
+model. The top two also get McNemar's exact test on right/wrong per example, each model's
+seeds taken as one ensemble (the argmax of their mean probabilities), a check that does not
+rest on resampling.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from harness.report.calibration import softmax
 from harness.report.scores import Entry
-from harness.report.stats import BootstrapResult, paired_bootstrap
+from harness.report.stats import (
+    BootstrapResult,
+    McNemarResult,
+    holm_adjusted,
+    mcnemar_exact,
+    paired_bootstrap,
+)
 from harness.tasks.metrics import get_metric, higher_is_better, metric_names, split_metric_key
 
 ALPHA = 0.05
@@ -33,6 +47,9 @@ class LeaderTest:
     result: BootstrapResult | None = None
     skipped: str = ""  # why there is no test, when there is none
     alpha: float = ALPHA
+    mcnemar: McNemarResult | None = None
+    groups: list[list[str]] = field(default_factory=list)  # tie groups, best first
+    adjusted: dict[str, float] = field(default_factory=dict)  # model → Holm p against its group's leader
 
     @property
     def separable(self) -> bool | None:
@@ -54,38 +71,68 @@ def ranked(entries: Sequence[Entry]) -> list[Entry]:
     return sorted(entries, key=key)
 
 
-def _aligned(
-    entry_a: Entry, entry_b: Entry, split: str | None, load: PredictionLoader
-) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]] | str:
-    frames: dict[str, list[pd.DataFrame]] = {"a": [], "b": []}
-    for side, entry in (("a", entry_a), ("b", entry_b)):
-        for run_id, cell_id, _seed in entry.cells:
-            frame = load(run_id, cell_id)
-            if frame is None:
-                return f"no predictions for {cell_id} of run {run_id}"
-            if split is not None:
-                frame = frame[frame["eval_split"] == split]
-            frames[side].append(
-                frame.drop_duplicates(["eval_split", "row_id"]).set_index(["eval_split", "row_id"])
-            )
-    common = frames["a"][0].index
-    for frame in frames["a"][1:] + frames["b"]:
+def seed_frames(entry: Entry, split: str | None, load: PredictionLoader) -> list[pd.DataFrame] | str:
+    """Each seed's predictions on one evaluation split, indexed by (eval split, row id); or why not."""
+    frames = []
+    for run_id, cell_id, _seed in entry.cells:
+        frame = load(run_id, cell_id)
+        if frame is None:
+            return f"no predictions for {cell_id} of run {run_id}"
+        if split is not None:
+            frame = frame[frame["eval_split"] == split]
+        frames.append(frame.drop_duplicates(["eval_split", "row_id"]).set_index(["eval_split", "row_id"]))
+    return frames
+
+
+@dataclass
+class Aligned:
+    """Two models' seeds on the examples all of them predicted, in one order."""
+
+    labels: np.ndarray
+    frames_a: list[pd.DataFrame]
+    frames_b: list[pd.DataFrame]
+
+    @property
+    def predictions(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        return (
+            [frame["prediction"].to_numpy() for frame in self.frames_a],
+            [frame["prediction"].to_numpy() for frame in self.frames_b],
+        )
+
+
+def _aligned(entry_a: Entry, entry_b: Entry, split: str | None, load: PredictionLoader) -> Aligned | str:
+    frames_a, frames_b = seed_frames(entry_a, split, load), seed_frames(entry_b, split, load)
+    for frames in (frames_a, frames_b):
+        if isinstance(frames, str):
+            return frames
+    common = frames_a[0].index
+    for frame in frames_a[1:] + frames_b:
         common = common.intersection(frame.index)
     if len(common) == 0:
         return "the two models share no evaluated examples"
     common = common.sort_values()
-    labels = frames["a"][0].loc[common, "label"].to_numpy()
-    return (
-        labels,
-        [frame.loc[common, "prediction"].to_numpy() for frame in frames["a"]],
-        [frame.loc[common, "prediction"].to_numpy() for frame in frames["b"]],
+    return Aligned(
+        frames_a[0].loc[common, "label"].to_numpy(),
+        [frame.loc[common] for frame in frames_a],
+        [frame.loc[common] for frame in frames_b],
     )
+
+
+def ensemble_right(frames: Sequence[pd.DataFrame], labels: np.ndarray) -> np.ndarray:
+    """Per example: is the seeds' ensemble right? Its class is the argmax of the seeds' mean
+    probabilities (from the stored logits), or, without logits, the most common predicted class."""
+    if all("logits" in frame and frame["logits"].notna().all() for frame in frames):
+        probabilities = np.mean([softmax(np.stack(frame["logits"].to_numpy())) for frame in frames], axis=0)
+        return probabilities.argmax(axis=1) == labels  # (N,)
+    votes = np.stack([frame["prediction"].to_numpy() for frame in frames])  # (S, N)
+    modes = [np.bincount(column.astype(np.int64)).argmax() for column in votes.T]
+    return np.array(modes) == labels
 
 
 def judge_leader(
     entries: Sequence[Entry], load: PredictionLoader, alpha: float = ALPHA, resamples: int = 1000
 ) -> LeaderTest | None:
-    """Bootstrap the top two entries of one task; sets each entry's `rank`."""
+    """Test the ranking of one task's entries; sets each entry's `rank` (ties as `=k`)."""
     order = ranked(entries)
     if not order:
         return None
@@ -93,24 +140,68 @@ def judge_leader(
         entry.rank = str(position) if entry.primary.mean is not None else ""
     leader = order[0]
     test = LeaderTest(leader.task, leader.primary_metric, leader.model, None, alpha=alpha)
-    if len(order) < 2 or order[1].primary.mean is None:
+    scored = [entry for entry in order if entry.primary.mean is not None]
+    if len(scored) < 2:
         test.skipped = "only one model"
         return test
-    runner_up = order[1]
-    test.runner_up = runner_up.model
+    test.runner_up = scored[1].model
     base, split = split_metric_key(leader.primary_metric)
     if base not in metric_names() or get_metric(base).resampled is None:
         test.skipped = f"no bootstrap for metric {leader.primary_metric}"
         return test
-    if runner_up.primary_metric != leader.primary_metric:
-        test.skipped = "the two models report different primary metrics"
+    if any(entry.primary_metric != leader.primary_metric for entry in scored):
+        test.skipped = "the models report different primary metrics"
         return test
-    aligned = _aligned(leader, runner_up, split, load)
-    if isinstance(aligned, str):
-        test.skipped = aligned
+    cache: dict[tuple[str, str], tuple[Aligned, BootstrapResult] | str] = {}
+
+    def compare(a: Entry, b: Entry) -> BootstrapResult | str:
+        key = (a.model, b.model)
+        if key not in cache:
+            aligned = _aligned(a, b, split, load)
+            if isinstance(aligned, str):
+                cache[key] = aligned
+            else:
+                result = paired_bootstrap(base, aligned.labels, *aligned.predictions, resamples=resamples)
+                cache[key] = (aligned, result)
+        found = cache[key]
+        return found if isinstance(found, str) else found[1]
+
+    first = compare(scored[0], scored[1])
+    if isinstance(first, str):
+        test.skipped = first
         return test
-    labels, predictions_a, predictions_b = aligned
-    test.result = paired_bootstrap(base, labels, predictions_a, predictions_b, resamples=resamples)
-    if test.separable is False:
-        leader.rank = runner_up.rank = "=1"
+    test.result = first
+    if base == "accuracy":  # right or wrong per example, each model's seeds as one ensemble
+        aligned = cache[scored[0].model, scored[1].model][0]
+        test.mcnemar = mcnemar_exact(
+            ensemble_right(aligned.frames_a, aligned.labels), ensemble_right(aligned.frames_b, aligned.labels)
+        )
+    _tie_groups(scored, compare, alpha, test)
     return test
+
+
+def _tie_groups(
+    scored: list[Entry],
+    compare: Callable[[Entry, Entry], BootstrapResult | str],
+    alpha: float,
+    test: LeaderTest,
+) -> None:
+    position = 1
+    remaining = list(scored)
+    while remaining:
+        head, others = remaining[0], remaining[1:]
+        results = [compare(head, other) for other in others]
+        if any(isinstance(r, str) for r in results):  # a pair without predictions: no ties claimed
+            test.groups += [[entry.model] for entry in remaining]
+            break
+        adjusted = holm_adjusted([r.p_value if math.isfinite(r.p_value) else 1.0 for r in results])
+        size = 1
+        while size <= len(others) and adjusted[size - 1] >= alpha:
+            test.adjusted[others[size - 1].model] = adjusted[size - 1]
+            size += 1
+        group = remaining[:size]
+        for entry in group:
+            entry.rank = f"={position}" if size > 1 else str(position)
+        test.groups.append([entry.model for entry in group])
+        position += size
+        remaining = remaining[size:]

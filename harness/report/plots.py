@@ -39,6 +39,12 @@ def pareto_front(
     return sorted(front)
 
 
+def hex_to_rgba(colour: str, alpha: float) -> str:
+    """`#1f77b4` → `rgba(31, 119, 180, 0.15)`: a model's colour, translucent for its band."""
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
 def colours(models: Sequence[str]) -> dict[str, str]:
     return {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(models)}
 

@@ -59,6 +59,15 @@ def estimate(value) -> str:
     return f"{metric(value.mean)} ± {metric(value.half_width)}"
 
 
+def estimate3(value) -> str:
+    """An estimate of a figure below 1 (Brier, NLL): three decimals."""
+    if value is None or value.mean is None:
+        return ""
+    if value.half_width is None:
+        return metric(value.mean, 3)
+    return f"{metric(value.mean, 3)} ± {metric(value.half_width, 3)}"
+
+
 def rate(value) -> str:
     if not _present(value):
         return ""
@@ -122,6 +131,7 @@ def rank_key(rank: str) -> str:
 FILTERS = {
     "metric": metric,
     "estimate": estimate,
+    "estimate3": estimate3,
     "rate": rate,
     "millis": millis,
     "megabytes": megabytes,

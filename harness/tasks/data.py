@@ -261,6 +261,36 @@ def fixed_subset(examples: Examples, limit: int | None) -> Examples:
     return examples.take(np.sort(order))
 
 
+def nested_order(labels: np.ndarray, classification: bool) -> np.ndarray:
+    """One fixed order of the rows whose every prefix is a label-stratified sample.
+
+    Each class is shuffled (one fixed seed, the same for every cell seed), and its j-th row of
+    n_c gets the key (j + 0.5) / n_c; all rows sorted by key interleave the classes in
+    proportion. A prefix of any length holds each class within one row of its share, and a
+    shorter prefix lies inside a longer one: learning-curve subsets are nested and stratified.
+    Regression scores are one stratum."""
+    rng = np.random.default_rng(SUBSET_SEED + 2)
+    strata = labels if classification else np.zeros(len(labels), dtype=np.int64)
+    keys = np.empty(len(labels))
+    for value in np.unique(strata):
+        members = np.flatnonzero(strata == value)
+        shuffled = members[rng.permutation(len(members))]
+        keys[shuffled] = (np.arange(len(members)) + 0.5) / len(members)
+    return np.argsort(keys, kind="stable")
+
+
+def nested_subset(examples: Examples, size: int, classification: bool, where: str) -> Examples:
+    """The first `size` rows of `nested_order`, in their original order."""
+    if size > len(examples):
+        raise InputError(
+            where,
+            f"train_sizes asks for {size:,} rows, but training has {len(examples):,}",
+            f"use sizes up to {len(examples):,}, or `full`",
+            "train_sizes",
+        )
+    return examples.take(np.sort(nested_order(examples.labels, classification)[:size]))
+
+
 def split_holdout(examples: Examples, fraction: float) -> tuple[Examples, Examples]:
     order = np.random.default_rng(SUBSET_SEED + 1).permutation(len(examples))
     size = max(1, int(round(len(examples) * fraction)))
@@ -288,7 +318,16 @@ def check_local_files(task: TaskSpec, task_file: Path) -> None:
         raise InputError(task_file, misfit, "use f1_macro or f1_micro", "metrics")
 
 
-def load_task_data(task: TaskSpec, training: TrainingSettings, explicit_dir: str | None) -> TaskData:
+def load_task_data(
+    task: TaskSpec,
+    training: TrainingSettings,
+    explicit_dir: str | None,
+    holdout: bool = False,
+    train_size: int | None = None,
+) -> TaskData:
+    """The task's splits as `Examples`. With `holdout` (or early stopping) a fixed slice of train
+    is held out first; a learning curve's `train_size` rows are then taken from the rest, so
+    that every size is scored on the same holdout."""
     mirror = data_dir(explicit_dir)
     train_raw = load_split(task, task.splits.train, mirror)
     coder = None
@@ -310,13 +349,16 @@ def load_task_data(task: TaskSpec, training: TrainingSettings, explicit_dir: str
                 "fix label_names",
                 "label_names",
             )
-    holdout = None
-    if training.early_stopping_patience is not None:
-        train, holdout = split_holdout(train, training.holdout_fraction)
+    held_out = None
+    if holdout or training.early_stopping_patience is not None:
+        train, held_out = split_holdout(train, training.holdout_fraction)
+    if train_size is not None:
+        classification = task.problem_type == "classification"
+        train = nested_subset(train, train_size, classification, _where(task))
     evaluation = {
         name: fixed_subset(
             to_examples(task, load_split(task, split, mirror), split, coder), training.max_eval_examples
         )
         for name, split in task.splits.eval_splits().items()
     }
-    return TaskData(train, holdout, evaluation, num_labels, label_names)
+    return TaskData(train, held_out, evaluation, num_labels, label_names)

@@ -1,0 +1,275 @@
+"""Fair answers: learning curves, sweeps selected on the holdout, calibration from stored logits,
+tie groups and McNemar's test. Real data and real tiny runs through the command line."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from harness.config import TrainingSettings
+from harness.report.calibration import cell_calibration
+from harness.report.leader import judge_leader
+from harness.report.scores import Entry
+from harness.report.stats import Estimate, holm_adjusted, mcnemar_exact
+from harness.report.tuning import select_points
+from harness.store import Store, load_records
+from harness.tasks.data import load_task_data
+from harness.tasks.registry import builtin_task
+
+SUITE = """
+name: fair
+tasks:
+  - {name: sst2, train_sizes: [120, 480]}
+models:
+  - adapter: cnn
+    label: cnn
+    params: {embed_dim: 16, num_filters: 8, kernel_sizes: [3], vocab_size: 1500}
+    sweep: {training: {learning_rate: [1.0e-4, 3.0e-3]}}
+  - adapter: transformer
+    label: transformer
+    params: {d_model: 16, num_heads: 2, num_layers: 1, d_ff: 32, vocab_size: 1500}
+seeds: [0, 1]
+training: {epochs: 2, batch_size: 16, max_seq_length: 48, max_train_examples: 2000, max_eval_examples: 300}
+device: cpu
+threads: 1
+"""
+
+
+def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True, env=os.environ
+    )
+
+
+@pytest.fixture(scope="module")
+def fair_run(tmp_path_factory, data_dir) -> tuple[Path, Path]:
+    """The suite above, run inline: 2 sizes × (2 sweep points + 1 model) × 2 seeds = 12 cells."""
+    folder = tmp_path_factory.mktemp("fair")
+    (folder / "fair.yaml").write_text(SUITE)
+    store = folder / "harness.db"
+    done = harness("run", "fair.yaml", "--store", str(store), "--executor", "inline", cwd=folder)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return folder, store
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+def test_curve_subsets_are_nested_stratified_and_the_same_for_every_seed(data_dir):
+    task = builtin_task("sst2")
+    settings = TrainingSettings(max_train_examples=5000)
+    full = load_task_data(task, settings, str(data_dir), holdout=True)
+    sizes = {
+        n: load_task_data(task, settings, str(data_dir), holdout=True, train_size=n)
+        for n in (250, 1000, 4000)
+    }
+    share = full.train.labels.mean()  # positive share of the training rows the subsets come from
+    previous: set[int] = set()
+    for n, data in sizes.items():
+        rows = set(data.train.row_ids)
+        assert len(rows) == n
+        assert previous <= rows  # nested
+        previous = rows
+        assert abs(data.train.labels.sum() - share * n) <= 1  # stratified: within one row of its share
+        assert set(data.holdout.row_ids) == set(full.holdout.row_ids)  # one holdout for every size
+        assert not rows & set(data.holdout.row_ids)
+        assert len(data.eval[""]) == len(full.eval[""])  # the evaluation split stays whole
+    again = load_task_data(task, settings, str(data_dir), holdout=True, train_size=1000)
+    assert list(again.train.row_ids) == list(sizes[1000].train.row_ids)  # fixed: no seed enters
+
+
+def test_a_size_beyond_the_training_set_is_one_clear_error(data_dir):
+    from harness.errors import InputError
+
+    with pytest.raises(InputError, match="train_sizes asks for 9,999 rows, but training has 100"):
+        load_task_data(
+            builtin_task("sst2"), TrainingSettings(max_train_examples=100), str(data_dir), train_size=9999
+        )
+
+
+def test_a_suite_with_sizes_and_a_sweep_runs_and_reports_curves_and_the_tuned_table(fair_run):
+    folder, store = fair_run
+    records = load_records(store)
+    assert (records["status"] == "ok").all() and len(records) == 12
+    assert sorted(set(records["train_size"])) == ["120", "480"]
+    assert sorted(records.loc[records["model"] == "cnn", "train_examples"].unique().tolist()) == [120, 480]
+    swept = records[records["model"] == "cnn"]
+    assert {p["learning_rate"] for p in swept["sweep_point"]} == {1e-4, 3e-3}
+    assert all(set(m) == {"accuracy"} for m in records["holdout_metrics"])  # every cell scored its holdout
+    out = folder / "report"
+    done = harness("report", "--store", str(store), "--out", str(out), cwd=folder)
+    assert done.returncode == 0, done.stderr
+    markdown = (out / "leaderboard.md").read_text()
+    assert "#### Learning curve: SST-2" in markdown and "#### Tuned: cnn on SST-2 (480 rows)" in markdown
+    assert "2 points × 2 seed(s) = 4 cells" in markdown
+    assert "#### Confidence: SST-2" in markdown
+
+
+def test_resume_after_the_grid_grows_runs_only_the_new_points(fair_run, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(fair_run[0], folder)  # the other tests read the original
+    store = folder / "harness.db"
+    before = load_records(store)
+    grown = SUITE.replace("learning_rate: [1.0e-4, 3.0e-3]", "learning_rate: [1.0e-4, 3.0e-3, 1.0e-2]")
+    (folder / "fair.yaml").write_text(grown)
+    done = harness("run", "fair.yaml", "--store", str(store), "--executor", "inline", "--resume", cwd=folder)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "16 cells, 12 already done" in done.stdout
+    after = load_records(store)
+    new = after[~after["cell_id"].isin(before["cell_id"])]
+    assert len(after) == 16 and {p["learning_rate"] for p in new["sweep_point"]} == {1e-2}
+    kept = after.set_index("cell_id").loc[before["cell_id"], "finished_at"]
+    assert kept.tolist() == before["finished_at"].tolist()  # the finished points were not re-run
+
+
+# --------------------------------------------------------------------------- sweep selection
+
+
+def _record(model: str, point: dict, seed: int, holdout: float, evaluation: float) -> dict:
+    return {
+        "run_id": "r", "cell_id": f"t__{model}{point}__seed{seed}", "task": "t", "model": model, "seed": seed,
+        "status": "ok", "primary_metric": "accuracy", "metrics": {"accuracy": evaluation},
+        "holdout_metrics": {"accuracy": holdout}, "sweep_point": point, "train_size": None,
+        "config": {"model": {"sweep": {"training": {"learning_rate": [1, 2]}}}},
+        "wall_seconds": 36.0, "threads": 2,
+    }  # fmt: skip
+
+
+def test_the_sweep_selects_on_the_holdout_not_on_the_reported_split():
+    records = pd.DataFrame(
+        [_record("m", {"learning_rate": 1}, s, holdout=80 + s, evaluation=70) for s in (0, 1)]
+        + [_record("m", {"learning_rate": 2}, s, holdout=75, evaluation=85 + s) for s in (0, 1)]
+    )
+    kept, tuned = select_points(records)
+    assert [p["learning_rate"] for p in kept["sweep_point"]] == [1, 1]  # holdout-best, though eval-worse
+    (table,) = tuned
+    assert table.selected.values == {"learning_rate": 1} and table.selected.holdout.mean == 80.5
+    assert table.cells == 4 and table.seeds == 2 and math.isclose(table.cpu_hours, 4 * 36 * 2 / 3600)
+    assert [p.evaluation.mean for p in table.points] == [70, 85.5]
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def test_calibration_equals_a_hand_computation_on_stored_logits(fair_run):
+    _, store = fair_run
+    with Store(store) as db:
+        records = db.records()
+        row = records[(records["model"] == "transformer") & (records["train_size"] == "480")].iloc[0]
+        frame = db.predictions(row["run_id"], row["cell_id"])
+    logits = np.stack(frame["logits"].to_numpy()).astype(np.float64)
+    labels = frame["label"].to_numpy()
+    figures = cell_calibration(logits, labels)
+
+    probs = [np.exp(z - z.max()) / np.exp(z - z.max()).sum() for z in logits]  # row by row
+    n = len(labels)
+    confidence = [p.max() for p in probs]
+    right = [int(np.argmax(p) == y) for p, y in zip(probs, labels, strict=True)]
+    order = sorted(range(n), key=lambda i: confidence[i])
+    ece, start = 0.0, 0
+    for b in range(10):  # equal mass: bin sizes differ by at most one, the larger bins first
+        size = n // 10 + (1 if b < n % 10 else 0)
+        members = order[start : start + size]
+        start += size
+        gap = abs(sum(right[i] for i in members) / size - sum(confidence[i] for i in members) / size)
+        ece += size / n * gap
+    brier = sum(sum((p[k] - (k == y)) ** 2 for k in range(2)) for p, y in zip(probs, labels, strict=True)) / n
+    nll = -sum(math.log(p[y]) for p, y in zip(probs, labels, strict=True)) / n
+    top = sorted(range(n), key=lambda i: -confidence[i])[: math.ceil(0.1 * n)]
+    assert figures["ece"] == pytest.approx(100 * ece, abs=1e-9)
+    assert figures["brier"] == pytest.approx(brier, abs=1e-9)
+    assert figures["nll"] == pytest.approx(nll, abs=1e-9)
+    assert figures["selective_10"] == pytest.approx(100 * sum(right[i] for i in top) / len(top), abs=1e-9)
+
+
+# --------------------------------------------------------------------------- ties and McNemar
+
+
+def _entry(model: str, accuracy: float) -> Entry:
+    return Entry(
+        task="t", model=model, primary_metric="accuracy", metrics={"accuracy": Estimate(accuracy, None, 1)},
+        cost={}, memory_mb=None, memory_kind=None, seeds=[0], cells=[("r", model, 0)], eval_splits=("dev",),
+    )  # fmt: skip
+
+
+def test_tie_groups_over_the_whole_ranking():
+    """a and b differ on 4 of 2,000 rows (tied); c is 5 points behind both; d and e are tied with each
+    other, far below c: ranks =1 =1 3 =4 =4."""
+    n = 2000
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, n)
+    right = {  # which rows each model gets right
+        "a": np.arange(n) < 1800,
+        "b": (np.arange(n) < 1796) | (np.arange(n) >= 1998),
+        "c": np.arange(n) < 1700,
+        "d": np.arange(n) < 1400,
+        "e": (np.arange(n) < 1398) | (np.arange(n) >= 1998),
+    }
+    frames = {
+        m: pd.DataFrame({"eval_split": "dev", "row_id": np.arange(n), "label": labels,
+                         "prediction": np.where(r, labels, 1 - labels)})
+        for m, r in right.items()
+    }  # fmt: skip
+    entries = [_entry(m, 100 * r.mean()) for m, r in right.items()]
+    test = judge_leader(entries, lambda run, cell: frames[cell], resamples=2000)
+    assert [e.rank for e in entries] == ["=1", "=1", "3", "=4", "=4"]
+    assert test.groups == [["a", "b"], ["c"], ["d", "e"]]
+    assert test.mcnemar.a_only == 4 and test.mcnemar.b_only == 2
+    assert test.mcnemar.p_value == pytest.approx(stats.binomtest(4, 6, 0.5).pvalue)
+
+
+def test_mcnemar_and_holm_by_hand():
+    a = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
+    b = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 1], dtype=bool)
+    result = mcnemar_exact(a, b)
+    assert (result.a_only, result.b_only) == (7, 1)
+    assert result.p_value == pytest.approx(2 * sum(math.comb(8, k) for k in range(2)) / 2**8)  # 0.0703
+    assert holm_adjusted([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+# --------------------------------------------------------------------------- in a browser
+
+
+def test_the_new_plots_render_one_line_per_model(fair_run, tmp_path):
+    from playwright import sync_api
+
+    from tests.test_report import CHROMIUM_ARGS
+
+    folder, store = fair_run
+    done = harness("report", "--store", str(store), "--out", str(tmp_path / "report"), cwd=folder)
+    assert done.returncode == 0, done.stderr
+    page_path = (tmp_path / "report" / "index.html").resolve()
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.goto(page_path.as_uri())
+            for kind in ("curve", "reliability"):
+                page.wait_for_selector(f'[data-figure="fig-0-{kind}"] .scatterlayer .trace')
+                lines = page.evaluate(
+                    f"document.querySelector('[data-figure=\"fig-0-{kind}\"]').data"
+                    ".filter(t => t.mode === 'lines+markers').map(t => t.name)"
+                )
+                assert sorted(lines) == ["cnn", "transformer"], kind
+            curve_points = page.evaluate(
+                "document.querySelector('[data-figure=\"fig-0-curve\"]').data"
+                ".filter(t => t.mode === 'lines+markers').map(t => t.x)"
+            )
+            assert curve_points == [[120, 480], [120, 480]]
+            page.screenshot(path=str(tmp_path / "fair.png"), full_page=True)
+            assert problems == []
+        finally:
+            browser.close()
