@@ -38,6 +38,7 @@ from scipy import stats
 
 from harness import strict_json
 from harness.errors import InputError
+from harness.report.stats import holm_adjusted
 from harness.tasks.metrics import higher_is_better
 
 BASELINE_FORMAT = "harness-baseline/1"
@@ -170,17 +171,6 @@ def with_deployed(frame: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- statistics
 
 
-def holm(p_values: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone)."""
-    order = np.argsort(p_values)
-    adjusted = np.empty(len(p_values))
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted.tolist()
-
-
 def welch_one_sided(baseline: np.ndarray, current: np.ndarray) -> tuple[float, float]:
     """p-values of 'current is lower' and 'current is higher' (Welch's t-test)."""
     if np.std(baseline) == 0 and np.std(current) == 0:
@@ -258,8 +248,8 @@ def compare_quality(
                     row.verdict = "improvement"
         results.append(row)
     if pending:
-        lower = holm([p for _, _, p, _ in pending])
-        higher = holm([p for _, _, _, p in pending])
+        lower = holm_adjusted([p for _, _, p, _ in pending])
+        higher = holm_adjusted([p for _, _, _, p in pending])
         for (row, gain, _, _), p_low, p_high in zip(pending, lower, higher, strict=True):
             effect = thresholds.effect_for(row.task, row.metric)
             if p_low < thresholds.alpha and gain < -effect:
