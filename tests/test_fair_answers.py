@@ -112,6 +112,8 @@ def test_a_suite_with_sizes_and_a_sweep_runs_and_reports_curves_and_the_tuned_ta
     assert "#### Learning curve: SST-2" in markdown and "#### Tuned: cnn on SST-2 (480 rows)" in markdown
     assert "2 points × 2 seed(s) = 4 cells" in markdown
     assert "#### Confidence: SST-2" in markdown
+    cost = sum(w * t for w, t in zip(records["wall_seconds"], records["threads"], strict=True)) / 3600
+    assert f"{cost:.2f} CPU-hours (wall × threads)" in markdown
 
 
 def test_resume_after_the_grid_grows_runs_only_the_new_points(fair_run, tmp_path):

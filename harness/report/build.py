@@ -33,7 +33,7 @@ from harness.report.deployed import DeployedTable, deployed_figure, deployed_tab
 from harness.report.leader import LeaderTest, PredictionLoader, judge_leader, ranked, seed_frames
 from harness.report.plots import colours, pareto_front, task_figures
 from harness.report.references import Reference
-from harness.report.scores import Entry, GroupScore, group_scores, pool_seeds
+from harness.report.scores import Entry, GroupScore, cpu_hours, group_scores, pool_seeds
 from harness.report.stats import example_standard_error
 from harness.report.tuning import TunedModel, select_points
 from harness.tasks.metrics import get_metric, metric_names, split_metric_key
@@ -178,6 +178,8 @@ class Provenance:
     generated: str
     cells_ok: int
     cells_failed: list[str]
+    cell_hours: float  # Σ cell wall time
+    cpu_hours: float  # Σ cell wall time × threads
 
 
 @dataclass
@@ -250,6 +252,8 @@ def _provenance(records: pd.DataFrame, runs: Sequence[str]) -> Provenance:
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         cells_ok=len(ok),
         cells_failed=[f"{r.task} / {r.model} / seed {r.seed}" for r in failed.itertuples()],
+        cell_hours=float(pd.to_numeric(records["wall_seconds"], errors="coerce").fillna(0).sum()) / 3600,
+        cpu_hours=cpu_hours(records),
     )
 
 

@@ -28,6 +28,15 @@ COST_COLUMNS = (
 )
 
 
+def cpu_hours(records: pd.DataFrame) -> float:
+    """What the cells cost: Σ wall seconds × torch threads, in hours (a thread counted as a core)."""
+    total = 0.0
+    for wall, threads in zip(records["wall_seconds"], records["threads"], strict=True):
+        if _finite(wall):
+            total += float(wall) * (float(threads) if _finite(threads) and threads > 0 else 1.0)
+    return total / 3600
+
+
 def _finite(value) -> bool:
     return value is not None and isinstance(value, int | float) and math.isfinite(value)
 

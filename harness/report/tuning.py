@@ -11,13 +11,13 @@ shown beside it, so a reader can see that every model had the same number of tri
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from harness.config import point_label
+from harness.report.scores import cpu_hours
 from harness.report.stats import Estimate, t_interval
 from harness.tasks.metrics import higher_is_better, split_metric_key
 
@@ -60,14 +60,6 @@ def _grid(config: dict) -> dict[str, list[Any]]:
     return {**(sweep.get("params") or {}), **(sweep.get("training") or {})}
 
 
-def _cpu_hours(group: pd.DataFrame) -> float:
-    total = 0.0
-    for wall, threads in zip(group["wall_seconds"], group["threads"], strict=True):
-        if wall is not None and math.isfinite(float(wall)):
-            total += float(wall) * (float(threads) if threads and math.isfinite(float(threads)) else 1.0)
-    return total / 3600
-
-
 def select_points(ok: pd.DataFrame) -> tuple[pd.DataFrame, list[TunedModel]]:
     """The records of each swept model's selected point (unswept records pass through), and the
     tuned tables."""
@@ -90,7 +82,7 @@ def select_points(ok: pd.DataFrame) -> tuple[pd.DataFrame, list[TunedModel]]:
             grid=_grid(group["config"].iloc[0]),
             cells=len(group),
             seeds=group["seed"].nunique(),
-            cpu_hours=_cpu_hours(group),
+            cpu_hours=cpu_hours(group),
         )
         point_groups = list(group.groupby(keys[group.index], sort=False))
         for _, cells in point_groups:
