@@ -299,6 +299,11 @@ class ModelSpec(Strict):
         default_factory=dict, description="training overrides for this model on one task: {imdb: {...}}"
     )
     sweep: SweepSpec | None = Field(default=None, description="a grid of params and training settings")
+    counterparts: dict[str, str] = Field(
+        default_factory=dict,
+        description="published models this one stands for (their names in the references) → why a "
+        "gap to them is expected; empty text: ours should match theirs",
+    )
 
     @property
     def display_label(self) -> str:
@@ -427,6 +432,7 @@ class CellSpec(Strict):
         for name in HASHED_WHEN_SET:
             if payload.get(name) in (None, False):
                 payload.pop(name, None)
+        payload["model"].pop("counterparts", None)  # for the report only
         payload["model"].pop("sweep", None)  # the grid: a point is its own values, so a grid that
         # grows keeps the finished points' hashes (and `--resume` skips them)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())

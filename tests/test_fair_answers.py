@@ -275,3 +275,39 @@ def test_the_new_plots_render_one_line_per_model(fair_run, tmp_path):
             assert problems == []
         finally:
             browser.close()
+
+
+# --------------------------------------------------------------------------- against the literature
+
+
+def test_a_gap_to_the_published_counterpart_is_explained_or_flagged():
+    from harness.report.gaps import task_gaps
+    from harness.report.references import Reference
+
+    references = [
+        Reference("Kim CNN-rand", "sst2", "test", "accuracy", 82.7, "Kim 2014"),
+        Reference("BiLSTM (GLUE)", "sst2", "validation", "accuracy", 87.5, "GLUE"),
+        Reference("MiniLM-L6-H384", "sst2", "validation", "accuracy", 91.5, "unilm"),
+    ]
+    configs = {
+        "cnn": {"counterparts": {"Kim CNN-rand": ""}},  # another split: explained by the records
+        "bilstm": {"counterparts": {"BiLSTM (GLUE)": ""}},  # same split, whole data: unexplained
+        "minilm": {"counterparts": {"MiniLM-L6-H384": "a sentence-similarity checkpoint, not the GLUE one"}},
+    }
+    records = pd.DataFrame(
+        [{"task": "sst2", "model": m, "config": {"model": c, "training": {}}} for m, c in configs.items()]
+    )
+    entries = [_entry(m, v) for m, v in (("cnn", 80.0), ("bilstm", 80.0), ("minilm", 85.0))]
+    for entry in entries:
+        entry.task, entry.eval_splits = "sst2", ("validation",)
+    gaps = {g.model: g for g in task_gaps(records, entries, references, "sst2")}
+    assert gaps["cnn"].delta == pytest.approx(-2.7) and gaps["cnn"].reasons == [
+        "published on the test split, ours on validation"
+    ]
+    assert gaps["bilstm"].delta == pytest.approx(-7.5) and gaps["bilstm"].unexplained
+    assert gaps["minilm"].delta == pytest.approx(-6.5) and not gaps["minilm"].unexplained
+    capped = records.assign(
+        config=[{"model": c, "training": {"max_train_examples": 4000}} for c in configs.values()]
+    )
+    (bilstm,) = [g for g in task_gaps(capped, entries, references, "sst2") if g.model == "bilstm"]
+    assert bilstm.reasons == ["trained on 4,000 rows, not the whole training set"] and not bilstm.unexplained

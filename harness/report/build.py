@@ -30,6 +30,7 @@ from harness.report.curves import (
     reach_table,
 )
 from harness.report.deployed import DeployedTable, deployed_figure, deployed_table
+from harness.report.gaps import TOLERANCE, Gap, task_gaps
 from harness.report.leader import LeaderTest, PredictionLoader, judge_leader, ranked, seed_frames
 from harness.report.plots import colours, pareto_front, task_figures
 from harness.report.references import Reference
@@ -143,6 +144,7 @@ class TaskSection:
     curves: list[Curve] = field(default_factory=list)
     reach: list[tuple[str, float | None, list[CurvePoint | None]]] = field(default_factory=list)
     tuned: list[TunedModel] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)  # ours against the published numbers we stand for
 
 
 @dataclass
@@ -195,6 +197,7 @@ class Report:
     notes: list[str]
     alpha: float
     shares: tuple[float, ...] = SHARES
+    gap_tolerance: float = TOLERANCE
     coverages: tuple[float, ...] = COVERAGES
 
 
@@ -463,6 +466,13 @@ def build_report(
             figures[f"fig-{index}-curve"] = curve_figure(fact.title, primary, section.curves, colour_of)
             section.figures["curve"] = f"fig-{index}-curve"
         section.tuned = [table for table in tuned if table.task == name]
+        section.gaps = task_gaps(chosen, task_entries, references, name)
+        for gap in section.gaps:
+            if gap.unexplained:
+                notes.append(
+                    f"{name} / {gap.model}: {gap.delta:+.1f} points against {gap.counterpart} "
+                    f"({gap.theirs:.1f}), and nothing explains it: a bug until shown otherwise"
+                )
         section.references = _reference_rows_for_task(section, references, footnotes)
         sections.append(section)
         for entry in task_entries:

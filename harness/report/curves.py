@@ -114,6 +114,7 @@ def curve_figure(title: str, primary: str, curves: Sequence[Curve], colour_of: d
             traces.append(
                 {
                     "type": "scatter",
+                    "mode": "lines",
                     "x": x + x[::-1],
                     "y": [p.score.high for p in points] + [p.score.low for p in points][::-1],
                     "fill": "toself",
