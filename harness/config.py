@@ -288,6 +288,11 @@ class TaskRef(Strict):
     train_sizes: TrainSizes | None = Field(
         default=None, description="this task's learning-curve sizes (default: the suite's)"
     )
+    curve_min_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="this task's least optimizer steps per curve size (default: the suite's)",
+    )
 
 
 class ModelSpec(Strict):
@@ -340,6 +345,12 @@ class Suite(Strict):
         default=None,
         description="learning curves: train each cell on nested, label-stratified subsets of these "
         "sizes (rows, or `full`); the evaluation split stays whole",
+    )
+    curve_min_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="learning curves: a size of n rows trains max(epochs, ⌈steps / ⌈n / batch_size⌉⌉) "
+        "epochs, so that a small size is not cut short by an epoch count chosen for a large one",
     )
     training: TrainingSettings = TrainingSettings()
     device: Literal["auto", "cpu", "cuda"] = "auto"

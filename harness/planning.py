@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.config import CellSpec, ModelSpec, Suite, TrainingSettings
+from harness.config import CellSpec, ModelSpec, Suite, TrainingSettings, train_size_value
 from harness.errors import InputError
 from harness.tasks.data import check_local_files
 from harness.tasks.registry import resolve_group, resolve_task
@@ -77,6 +77,17 @@ def sweep_points(
     return points
 
 
+def curve_training(training: TrainingSettings, size: Any, min_steps: int | None) -> TrainingSettings:
+    """A curve point's settings: with `min_steps`, enough epochs over its `size` rows to take that
+    many optimizer steps (the rows are known here, so the cell's settings say what it runs)."""
+    rows = train_size_value(size) if size is not None else None
+    if min_steps is None or rows is None:
+        return training
+    steps_per_epoch = -(-rows // training.batch_size)
+    epochs = max(training.epochs, -(-min_steps // steps_per_epoch))
+    return training if epochs == training.epochs else training.model_copy(update={"epochs": epochs})
+
+
 def flat_point(point: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
     return None if point is None else {**point["params"], **point["training"]}
 
@@ -130,13 +141,14 @@ def expand_cells(
                     f"{where}.task_training.{task.name}" if not point else f"{where}.sweep.training",
                 )
                 for size in sizes:
+                    sized = curve_training(training, size, ref.curve_min_steps or suite.curve_min_steps)
                     for s_index, seed in enumerate(suite.seeds):
                         spec = CellSpec(
                             suite=suite.name,
                             task=task,
                             model=point_model,
                             seed=seed,
-                            training=training,
+                            training=sized,
                             device=suite.device,
                             threads=suite.threads,
                             data_dir=data_dir,

@@ -311,3 +311,20 @@ def test_a_gap_to_the_published_counterpart_is_explained_or_flagged():
     )
     (bilstm,) = [g for g in task_gaps(capped, entries, references, "sst2") if g.model == "bilstm"]
     assert bilstm.reasons == ["trained on 4,000 rows, not the whole training set"] and not bilstm.unexplained
+
+
+def test_curve_min_steps_raises_the_epochs_of_small_sizes_only(tmp_path):
+    from harness.planning import expand_cells, load_suite
+
+    base = "name: c\ntasks: [{name: sst2, train_sizes: [100, 1000]}]\nmodels: [{adapter: cnn}]\n"
+    base += "training: {epochs: 3, batch_size: 32}\n"
+    plain, stepped = tmp_path / "plain.yaml", tmp_path / "stepped.yaml"
+    plain.write_text(base)
+    stepped.write_text(base + "curve_min_steps: 50\n")
+    before = {c.cell_id: c for c in expand_cells(load_suite(plain), plain)}
+    after = {c.cell_id: c for c in expand_cells(load_suite(stepped), stepped)}
+    assert after["sst2__cnn__n100__seed0"].training.epochs == 13  # ⌈50 / ⌈100 / 32⌉⌉
+    assert after["sst2__cnn__n1000__seed0"].training.epochs == 3  # 32 steps × 3 ≥ 50 already
+    # a size it does not change keeps its config hash: `--resume` after adding it redoes only the small ones
+    assert after["sst2__cnn__n1000__seed0"].config_hash == before["sst2__cnn__n1000__seed0"].config_hash
+    assert after["sst2__cnn__n100__seed0"].config_hash != before["sst2__cnn__n100__seed0"].config_hash
