@@ -137,9 +137,13 @@ def test_a_cell_killed_by_a_signal_is_recorded_with_the_signal_and_the_suite_goe
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_keeps_finished_cells(tmp_path):
-    suite, store = write_suite(tmp_path, "ctrlc"), tmp_path / "h.db"
+    suite, store = write_suite(tmp_path, "ctrlc", rows=2000), tmp_path / "h.db"
     driver = start("run", str(suite), "--store", str(store))
     wait_for(lambda: ok_records(store) >= 1, what="the first stored cell")
+    # Into the next cell's training, not the instant its process is being started: the driver
+    # ignores SIGINT for those few milliseconds so that the new child inherits the ignoring.
+    wait_for(lambda: cell_children(driver), timeout=120, what="the next cell's process")
+    time.sleep(1.0)
     os.killpg(driver.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole job
     out, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, out + err
