@@ -25,6 +25,7 @@ from harness.report.curves import (
     Curve,
     CurvePoint,
     curve_figure,
+    curve_sizes,
     largest_sizes,
     learning_curves,
     reach_table,
@@ -142,6 +143,7 @@ class TaskSection:
     calibration: list[Calibration] = field(default_factory=list)  # classification tasks with logits
     variance: dict[str, Variance] = field(default_factory=dict)  # model → where its interval comes from
     curves: list[Curve] = field(default_factory=list)
+    curve_sizes: list[CurvePoint] = field(default_factory=list)  # the table's columns
     reach: list[tuple[str, float | None, list[CurvePoint | None]]] = field(default_factory=list)
     tuned: list[TunedModel] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)  # ours against the published numbers we stand for
@@ -463,6 +465,7 @@ def build_report(
         section.curves = learning_curves(chosen, name, model_order)
         if section.curves:
             section.reach = reach_table(section.curves, primary)
+            section.curve_sizes = curve_sizes(section.curves)
             figures[f"fig-{index}-curve"] = curve_figure(fact.title, primary, section.curves, colour_of)
             section.figures["curve"] = f"fig-{index}-curve"
         section.tuned = [table for table in tuned if table.task == name]

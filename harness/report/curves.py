@@ -34,6 +34,9 @@ class Curve:
     model: str
     points: list[CurvePoint] = field(default_factory=list)  # smallest first
 
+    def at(self, size: str) -> CurvePoint | None:
+        return next((point for point in self.points if point.size == size), None)
+
     def reach(self, share: float, higher: bool) -> CurvePoint | None:
         """The smallest size whose mean reaches `share` of the largest size's mean."""
         final = self.points[-1].score.mean if self.points else None
@@ -86,6 +89,15 @@ def learning_curves(ok: pd.DataFrame, task: str, models: Sequence[str]) -> list[
         curve.points.sort(key=lambda p: p.rows)
         curves.append(curve)
     return curves
+
+
+def curve_sizes(curves: Sequence[Curve]) -> list[CurvePoint]:
+    """Every size on any curve, smallest first (a model may lack one that did not finish)."""
+    seen: dict[str, CurvePoint] = {}
+    for curve in curves:
+        for point in curve.points:
+            seen.setdefault(point.size, point)
+    return sorted(seen.values(), key=lambda p: p.rows)
 
 
 def reach_table(
