@@ -74,7 +74,7 @@ def run_cell(
     settings = spec.training
     task = spec.task
 
-    train_size = None if spec.train_size is None else train_size_value(spec.train_size)
+    train_size = train_size_value(spec.train_size)
     data = load_task_data(task, settings, spec.data_dir, holdout=spec.holdout, train_size=train_size)
     check_metrics_fit(spec, data.num_labels)
     adapter = get_adapter(spec.model)

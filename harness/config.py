@@ -22,6 +22,11 @@ from harness.tasks.metrics import get_metric, metric_names, two_class_misfit
 Backend = Literal["eager", "bf16", "fp16", "compile", "int8", "onnx", "onnx-int8"]
 
 
+def eager_first(backends: list[str]) -> list[str]:
+    """Eager is the reference every other backend is checked and compared against: first, once."""
+    return ["eager", *dict.fromkeys(b for b in backends if b != "eager")]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -229,9 +234,9 @@ class TrainingSettings(Strict):
 TrainSize = Annotated[int, Field(ge=1)] | Literal["full"]
 
 
-def train_size_value(size: TrainSize) -> int | None:
-    """A learning-curve size as a number of rows; None for the whole training set."""
-    return None if size == "full" else int(size)
+def train_size_value(size: TrainSize | None) -> int | None:
+    """A learning-curve size as a number of rows; None for the whole training set (or no curve)."""
+    return None if size in (None, "full") else int(size)
 
 
 def check_train_sizes(sizes: list[TrainSize]) -> list[TrainSize]:
@@ -293,6 +298,15 @@ class TaskRef(Strict):
         ge=1,
         description="this task's least optimizer steps per curve size (default: the suite's)",
     )
+    deploy: list[Backend] | None = Field(
+        default=None,
+        description="this task's inference backends (default: the suite's `deploy`)",
+    )
+
+    @field_validator("deploy")
+    @classmethod
+    def _eager_first(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else eager_first(value)
 
 
 class ModelSpec(Strict):
@@ -369,8 +383,7 @@ class Suite(Strict):
     @field_validator("deploy")
     @classmethod
     def _eager_first(cls, value: list[str]) -> list[str]:
-        """Eager is the reference every other backend is checked and compared against."""
-        return ["eager", *dict.fromkeys(b for b in value if b != "eager")]
+        return eager_first(value)
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -394,6 +407,11 @@ class Suite(Strict):
 def point_label(point: dict[str, Any]) -> str:
     """A sweep point in words: `dropout=0.3, learning_rate=0.001`."""
     return ", ".join(f"{key}={value}" for key, value in point.items())
+
+
+def with_point(label: str, point: dict[str, Any] | None) -> str:
+    """A model's label with its sweep point, when it has one: `cnn[dropout=0.3]`."""
+    return f"{label}[{point_label(point)}]" if point else label
 
 
 HASHED_WHEN_SET = ("train_size", "sweep_point", "holdout")
@@ -452,9 +470,7 @@ class CellSpec(Strict):
     @property
     def model_label(self) -> str:
         """The model's label, with this cell's sweep point when it has one: `cnn[dropout=0.3]`."""
-        if not self.sweep_point:
-            return self.model.display_label
-        return f"{self.model.display_label}[{point_label(self.sweep_point)}]"
+        return with_point(self.model.display_label, self.sweep_point)
 
     @property
     def cell_id(self) -> str:

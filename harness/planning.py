@@ -80,7 +80,7 @@ def sweep_points(
 def curve_training(training: TrainingSettings, size: Any, min_steps: int | None) -> TrainingSettings:
     """A curve point's settings: with `min_steps`, enough epochs over its `size` rows to take that
     many optimizer steps (the rows are known here, so the cell's settings say what it runs)."""
-    rows = train_size_value(size) if size is not None else None
+    rows = train_size_value(size)
     if min_steps is None or rows is None:
         return training
     steps_per_epoch = -(-rows // training.batch_size)
@@ -155,7 +155,7 @@ def expand_cells(
                             resources=suite.resources,
                             group=group,
                             task_order=t_index,
-                            deploy=suite.deploy,
+                            deploy=ref.deploy or suite.deploy,
                             deploy_tolerance=suite.deploy_tolerance,
                             train_size=size,
                             sweep_point=flat_point(point),

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 from rich.table import Table
 
-from harness.config import point_label
+from harness.config import with_point
 
 
 def fmt(value, digits: int = 2) -> str:
@@ -39,10 +39,8 @@ def _present(row: pd.Series, column: str):
 
 def _model_cell(row: pd.Series) -> str:
     """The model's label, with its sweep point and learning-curve size when it has them."""
-    label = str(row["model"])
     point = row.get("sweep_point")
-    if isinstance(point, dict) and point:
-        label += f"[{point_label(point)}]"
+    label = with_point(str(row["model"]), point if isinstance(point, dict) else None)
     size = row.get("train_size")
     return f"{label} @ {size} rows" if isinstance(size, str) else label
 

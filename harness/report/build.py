@@ -32,7 +32,15 @@ from harness.report.curves import (
 )
 from harness.report.deployed import DeployedTable, deployed_figure, deployed_table
 from harness.report.gaps import TOLERANCE, Gap, task_gaps
-from harness.report.leader import LeaderTest, PredictionLoader, judge_leader, ranked, seed_frames
+from harness.report.leader import (
+    LeaderTest,
+    PredictionLoader,
+    common_rows,
+    have_logits,
+    judge_leader,
+    ranked,
+    seed_frames,
+)
 from harness.report.plots import colours, pareto_front, task_figures
 from harness.report.references import Reference
 from harness.report.scores import Entry, GroupScore, cpu_hours, group_scores, pool_seeds
@@ -51,6 +59,7 @@ class TaskFacts:
     metric_keys: list[str]
     order: int  # where the suite listed it (the smallest over the records)
     group: GroupSpec | None
+    problem_type: str = "classification"
 
 
 def task_facts(records: pd.DataFrame) -> dict[str, TaskFacts]:
@@ -58,16 +67,16 @@ def task_facts(records: pd.DataFrame) -> dict[str, TaskFacts]:
     facts: dict[str, TaskFacts] = {}
     for row in records.itertuples():
         config = row.config or {}
-        try:
-            spec = TaskSpec.model_validate(config.get("task") or {})
-        except ValidationError:  # a record from before task specs were stored whole
-            spec = None
-        group = config.get("group")
         order = int(config.get("task_order", 0) or 0)
         known = facts.get(str(row.task))
         if known is not None:
             known.order = min(known.order, order)
             continue
+        try:
+            spec = TaskSpec.model_validate(config.get("task") or {})
+        except ValidationError:  # a record from before task specs were stored whole
+            spec = None
+        group = config.get("group")
         facts[str(row.task)] = TaskFacts(
             name=str(row.task),
             title=spec.display_title if spec else str(row.task),
@@ -75,6 +84,7 @@ def task_facts(records: pd.DataFrame) -> dict[str, TaskFacts]:
             metric_keys=spec.metric_keys() if spec else [],
             order=order,
             group=GroupSpec.model_validate(group) if group else None,
+            problem_type=spec.problem_type if spec else "classification",
         )
     return dict(sorted(facts.items(), key=lambda item: (item[1].order, item[0])))
 
@@ -350,28 +360,16 @@ def _confidence(section: TaskSection, classification: bool, load: PredictionLoad
         frames = seed_frames(entry, split, load)
         if isinstance(frames, str) or not frames:
             continue
-        if classification and all("logits" in f and f["logits"].notna().all() for f in frames):
+        if classification and have_logits(frames):
             per_seed = [(np.stack(f["logits"].to_numpy()), f["label"].to_numpy()) for f in frames]
             section.calibration.append(pooled_calibration(entry.model, per_seed))
-        if bootstrappable:
-            common = frames[0].index
-            for frame in frames[1:]:
-                common = common.intersection(frame.index)
-            if len(common):
-                common = common.sort_values()
-                labels = frames[0].loc[common, "label"].to_numpy()
-                predictions = [f.loc[common, "prediction"].to_numpy() for f in frames]
-                examples = example_standard_error(base, labels, predictions, resamples=resamples)
-                section.variance[entry.model] = Variance(entry.primary.standard_error, examples)
-
-
-def _has_classes(ok: pd.DataFrame, task: str) -> bool:
-    """Classification: the records' task spec says so (regression stores scores, not logits)."""
-    for config in ok.loc[ok["task"] == task, "config"]:
-        problem = ((config or {}).get("task") or {}).get("problem_type")
-        if problem is not None:
-            return problem == "classification"
-    return True
+        aligned = common_rows(frames)
+        if bootstrappable and len(aligned[0]):
+            predictions = [frame["prediction"].to_numpy() for frame in aligned]
+            examples = example_standard_error(
+                base, aligned[0]["label"].to_numpy(), predictions, resamples=resamples
+            )
+            section.variance[entry.model] = Variance(entry.primary.standard_error, examples)
 
 
 def _cached(load: PredictionLoader) -> PredictionLoader:
@@ -456,7 +454,7 @@ def build_report(
                         f"{name} / {row.model}: {row.backend} loses {-row.delta:.1f} points of {primary} "
                         f"against eager (tolerance {section.deployed.tolerance})"
                     )
-        _confidence(section, _has_classes(ok, name), load_predictions, resamples)
+        _confidence(section, fact.problem_type == "classification", load_predictions, resamples)
         if section.calibration:
             figure = reliability_figure(fact.title, section.calibration, colour_of)
             if figure is not None:

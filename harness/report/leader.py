@@ -100,28 +100,34 @@ class Aligned:
         )
 
 
+def common_rows(frames: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
+    """The frames cut to the examples all of them predicted, in one sorted order."""
+    common = frames[0].index
+    for frame in frames[1:]:
+        common = common.intersection(frame.index)
+    common = common.sort_values()
+    return [frame.loc[common] for frame in frames]
+
+
+def have_logits(frames: Sequence[pd.DataFrame]) -> bool:
+    return all("logits" in frame and frame["logits"].notna().all() for frame in frames)
+
+
 def _aligned(entry_a: Entry, entry_b: Entry, split: str | None, load: PredictionLoader) -> Aligned | str:
     frames_a, frames_b = seed_frames(entry_a, split, load), seed_frames(entry_b, split, load)
     for frames in (frames_a, frames_b):
         if isinstance(frames, str):
             return frames
-    common = frames_a[0].index
-    for frame in frames_a[1:] + frames_b:
-        common = common.intersection(frame.index)
-    if len(common) == 0:
+    aligned = common_rows(frames_a + frames_b)
+    if len(aligned[0]) == 0:
         return "the two models share no evaluated examples"
-    common = common.sort_values()
-    return Aligned(
-        frames_a[0].loc[common, "label"].to_numpy(),
-        [frame.loc[common] for frame in frames_a],
-        [frame.loc[common] for frame in frames_b],
-    )
+    return Aligned(aligned[0]["label"].to_numpy(), aligned[: len(frames_a)], aligned[len(frames_a) :])
 
 
 def ensemble_right(frames: Sequence[pd.DataFrame], labels: np.ndarray) -> np.ndarray:
     """Per example: is the seeds' ensemble right? Its class is the argmax of the seeds' mean
     probabilities (from the stored logits), or, without logits, the most common predicted class."""
-    if all("logits" in frame and frame["logits"].notna().all() for frame in frames):
+    if have_logits(frames):
         probabilities = np.mean([softmax(np.stack(frame["logits"].to_numpy())) for frame in frames], axis=0)
         return probabilities.argmax(axis=1) == labels  # (N,)
     votes = np.stack([frame["prediction"].to_numpy() for frame in frames])  # (S, N)

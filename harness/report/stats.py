@@ -71,6 +71,39 @@ class BootstrapResult:
     examples: int
 
 
+def _resampled_function(metric: str):
+    function = get_metric(metric).resampled
+    if function is None:
+        raise ValueError(f"metric {metric!r} has no resampled form for the bootstrap")
+    return function
+
+
+def _pooled(function, labels: np.ndarray, predictions: Sequence[np.ndarray], index: np.ndarray) -> np.ndarray:
+    """The metric on each row of `index` (resamples × n), averaged over the seeds' predictions."""
+    return np.mean([function(np.asarray(p)[index], labels[index]) for p in predictions], axis=0)
+
+
+def _bootstrap(
+    function,
+    labels: np.ndarray,
+    sides: Sequence[Sequence[np.ndarray]],
+    resamples: int,
+    seed: int,
+    max_cells: int,
+) -> list[np.ndarray]:
+    """Each side's seed-pooled metric on the same `resamples` resamples of the examples, drawn in
+    chunks of at most `max_cells` indices so that memory stays bounded on large splits."""
+    n = len(labels)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, max_cells // max(1, n)))
+    scores: list[list[np.ndarray]] = [[] for _ in sides]
+    for start in range(0, resamples, chunk):
+        index = rng.integers(0, n, size=(min(chunk, resamples - start), n))
+        for side, predictions in zip(scores, sides, strict=True):
+            side.append(_pooled(function, labels, predictions, index))
+    return [np.concatenate(side) for side in scores]
+
+
 def paired_bootstrap(
     metric: str,
     labels: np.ndarray,
@@ -84,26 +117,20 @@ def paired_bootstrap(
 
     All arrays are aligned: element i of every array is the same example.
     """
-    function = get_metric(metric).resampled
-    if function is None:
-        raise ValueError(f"metric {metric!r} has no resampled form for the bootstrap")
+    function = _resampled_function(metric)
     labels = np.asarray(labels)
     n = len(labels)
     if n == 0 or not predictions_a or not predictions_b:
         raise ValueError("the bootstrap needs examples and predictions of both models")
-
-    def pooled(predictions: Sequence[np.ndarray], index: np.ndarray) -> np.ndarray:
-        return np.mean([function(np.asarray(p)[index], labels[index]) for p in predictions], axis=0)
-
     everything = np.arange(n)[None, :]
-    observed = float(pooled(predictions_a, everything)[0] - pooled(predictions_b, everything)[0])
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(resamples, max_cells // n))
-    deltas = []
-    for start in range(0, resamples, chunk):
-        index = rng.integers(0, n, size=(min(chunk, resamples - start), n))
-        deltas.append(pooled(predictions_a, index) - pooled(predictions_b, index))
-    delta_star = np.concatenate(deltas)
+    observed = float(
+        _pooled(function, labels, predictions_a, everything)[0]
+        - _pooled(function, labels, predictions_b, everything)[0]
+    )
+    score_a, score_b = _bootstrap(
+        function, labels, [predictions_a, predictions_b], resamples, seed, max_cells
+    )
+    delta_star = score_a - score_b
     delta_star = delta_star[np.isfinite(delta_star)]
     if len(delta_star) == 0:
         return BootstrapResult(observed, math.nan, math.nan, math.nan, 0, n)
@@ -124,18 +151,8 @@ def example_standard_error(
     the metric's units: how much the score would move on another draw of the evaluation set,
     with the trained models held fixed. Beside the seed interval it shows which of the two
     sources of variance dominates."""
-    function = get_metric(metric).resampled
-    if function is None:
-        raise ValueError(f"metric {metric!r} has no resampled form for the bootstrap")
     labels = np.asarray(labels)
-    n = len(labels)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(resamples, max_cells // max(1, n)))
-    scores = []
-    for start in range(0, resamples, chunk):
-        index = rng.integers(0, n, size=(min(chunk, resamples - start), n))
-        scores.append(np.mean([function(np.asarray(p)[index], labels[index]) for p in predictions], axis=0))
-    values = np.concatenate(scores)
+    (values,) = _bootstrap(_resampled_function(metric), labels, [predictions], resamples, seed, max_cells)
     values = values[np.isfinite(values)]
     return float(values.std(ddof=1)) if len(values) > 1 else math.nan
 
