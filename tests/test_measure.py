@@ -107,8 +107,6 @@ def test_the_steady_state_window_skips_warm_up_steps(one_thread):
     settings = TrainingSettings(epochs=1, batch_size=batch)
 
     torch.manual_seed(0)
-    control = train(SlowStart(0, 0.0), data, settings, seed=0, device=CPU, warmup_steps=warmup)
-    torch.manual_seed(0)
     model = SlowStart(warmup, nap)
     stats = train(model, data, settings, seed=0, device=CPU, warmup_steps=warmup)
 
@@ -117,8 +115,8 @@ def test_the_steady_state_window_skips_warm_up_steps(one_thread):
     assert stats.steady_tokens == stats.steady_examples * 16
     assert stats.wall_seconds >= warmup * nap  # the naps happened...
     assert stats.steady_seconds <= stats.wall_seconds - warmup * nap  # ...outside the window
-    # counted, the naps alone would cap the rate at 880 examples / 1.25 s
-    assert stats.examples_per_s > 0.5 * control.examples_per_s
+    # counted, the naps alone would cap the rate at 880 examples / 1.25 s (no timing against
+    # a control run here: on a loaded machine two timings differ by more than any margin)
     assert stats.examples_per_s > 2 * stats.steady_examples / (warmup * nap)
 
 

@@ -283,6 +283,46 @@ def test_t_interval_and_paired_bootstrap():
     assert paired_bootstrap("spearmanr", scores, noisy, [rng.random(300)], resamples=200).p_value < 0.01
 
 
+def test_a_run_resumed_on_another_machine_says_which_cells_ran_where(store_path, tmp_path):
+    """A leaderboard that spans sessions: the provenance names each machine with its cells, and
+    the wall time is the time cells ran, not the gap between sessions."""
+    import sqlite3
+
+    store = tmp_path / "harness.db"
+    shutil.copy(store_path, store)
+    shutil.copytree(store_path.parent / "runs", tmp_path / "runs")
+    with sqlite3.connect(store) as db:  # MRPC "resumed" years later on an Intel machine with AMX
+        db.execute(
+            "UPDATE records SET cpu_model = 'Intel Xeon', device_name = 'cpu (Intel Xeon)', "
+            "capabilities = ?, started_at = replace(started_at, substr(started_at, 1, 10), '2031-01-02'), "
+            "finished_at = replace(finished_at, substr(finished_at, 1, 10), '2031-01-02') "
+            "WHERE task = 'mrpc'",
+            ('{"avx512_bf16": true, "amx_bf16": true}',),
+        )
+    out = tmp_path / "report"
+    result = harness("report", "run-tiny", "--store", str(store), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    markdown = (out / "leaderboard.md").read_text()
+    provenance = markdown[markdown.index("## Provenance") :]
+    machines = [line for line in provenance.splitlines() if line.startswith("  - ")]
+    assert len(machines) == 2
+    intel = next(line for line in machines if "Intel Xeon" in line)
+    other = next(line for line in machines if "Intel Xeon" not in line)
+    assert "native bf16: AVX512-BF16 + AMX" in intel and f"{len(MODELS) * len(SEEDS)} cell(s)" in intel
+    assert "cpu (Intel Xeon)" in intel and "AMD" not in intel
+    assert "— mrpc: " in intel and "cnn (seeds 0, 1)" in intel and "sst2" not in intel and "stsb" not in intel
+    assert "mrpc" not in other and "sst2: " in other and "; stsb: " in other
+
+    records = load_records(store)
+    spans = sorted(zip(records.started_at, records.finished_at, strict=True))
+    busy = (
+        sum((np.datetime64(end[:19]) - np.datetime64(start[:19])).astype(float) for start, end in spans)
+        / 3600
+    )  # the cells ran one after another: the union of their spans is their sum
+    wall = float(re.search(r"([\d.]+) hours of wall time while cells ran", provenance).group(1))
+    assert wall == pytest.approx(busy, abs=0.006) and wall < 1  # not the five years in between
+
+
 def test_report_of_an_unknown_run_is_one_line_and_exit_2(store_path, tmp_path):
     result = harness("report", "no-such-run", "--store", str(store_path), "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "no run 'no-such-run'" in result.stderr

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from harness.config import GroupSpec, TaskSpec
+from harness.config import GroupSpec, TaskSpec, with_point
 from harness.report.calibration import COVERAGES, Calibration, pooled_calibration, reliability_figure
 from harness.report.curves import (
     SHARES,
@@ -181,17 +181,27 @@ class ModelRow:
 
 
 @dataclass
+class Hardware:
+    """One machine description and the cells that ran on it (a run may span machines)."""
+
+    device: str
+    cells: int
+    where: list[str]  # per task: "sst2: cnn (seeds 0, 1, 2), minilm-l6 (seed 0)"
+
+
+@dataclass
 class Provenance:
     run_ids: list[str]
     suites: list[str]
     commits: list[str]
     versions: dict[str, list[str]]
-    devices: list[str]
+    hardware: list[Hardware]
     started: str | None
     finished: str | None
     generated: str
     cells_ok: int
     cells_failed: list[str]
+    wall_hours: float  # the time during which any cell ran (a run that spans sessions: their sum)
     cell_hours: float  # Σ cell wall time
     cpu_hours: float  # Σ cell wall time × threads
 
@@ -232,7 +242,11 @@ class _Footnotes:
         return self.sources.index(source) + 1
 
 
+NATIVE_BF16_FLAGS = {"avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}
+
+
 def _describe_device(row: pd.Series) -> str:
+    """`cpu (AMD EPYC), 2 thread(s), native bf16: AVX512-BF16`: what a cell's speed depends on."""
     parts = [str(row.get("device") or "?")]
     for key in ("device_name", "cpu_model"):
         value = row.get(key)
@@ -242,7 +256,49 @@ def _describe_device(row: pd.Series) -> str:
     threads = row.get("threads")
     if threads is not None and not (isinstance(threads, float) and math.isnan(threads)):
         parts.append(f"{int(threads)} thread(s)")
+    found = row.get("capabilities")
+    if isinstance(found, dict) and row.get("device") == "cpu":
+        native = [name for flag, name in NATIVE_BF16_FLAGS.items() if found.get(flag)]
+        parts.append(f"native bf16: {' + '.join(native) if native else 'none'}")
     return ", ".join(parts)
+
+
+def _hardware(ok: pd.DataFrame) -> list[Hardware]:
+    """Which cells ran on which machine, per task and model, so that a speed is read beside its
+    hardware."""
+    described = ok.assign(_device=[_describe_device(row) for _, row in ok.iterrows()])
+    rows = []
+    for device, cells in described.groupby("_device", sort=True):
+        where = []
+        for task, of_task in cells.groupby("task", sort=False):
+            models = []
+            labels = [
+                with_point(m, p if isinstance(p, dict) else None)
+                for m, p in zip(of_task["model"], of_task["sweep_point"], strict=True)
+            ]
+            for model, of_model in of_task.groupby(labels, sort=False):
+                seeds = sorted({int(seed) for seed in of_model["seed"]})
+                models.append(f"{model} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})")
+            where.append(f"{task}: {', '.join(models)}")
+        rows.append(Hardware(str(device), len(cells), where))
+    return rows
+
+
+def _busy_hours(records: pd.DataFrame) -> float:
+    """The length of the union of the cells' [started, finished] intervals, in hours: the wall
+    time it took to produce these results, without the gaps between sessions."""
+    starts = pd.to_datetime(records["started_at"], errors="coerce", utc=True)
+    ends = pd.to_datetime(records["finished_at"], errors="coerce", utc=True)
+    spans = sorted(
+        (start, end) for start, end in zip(starts, ends, strict=True) if pd.notna(start) and end >= start
+    )
+    busy, reach = 0.0, None
+    for start, end in spans:
+        if reach is None or start > reach:
+            busy, reach = busy + (end - start).total_seconds(), end
+        elif end > reach:
+            busy, reach = busy + (end - reach).total_seconds(), end
+    return busy / 3600
 
 
 def _provenance(records: pd.DataFrame, runs: Sequence[str]) -> Provenance:
@@ -261,12 +317,13 @@ def _provenance(records: pd.DataFrame, runs: Sequence[str]) -> Provenance:
         suites=sorted({str(s) for s in records["suite"]}),
         commits=sorted({str(c) for c in ok["git_commit"] if isinstance(c, str) and c}),
         versions=versions,
-        devices=sorted({_describe_device(row) for _, row in ok.iterrows()}),
+        hardware=_hardware(ok),
         started=min(starts) if starts else None,
         finished=max(ends) if ends else None,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         cells_ok=len(ok),
         cells_failed=[f"{r.task} / {r.model} / seed {r.seed}" for r in failed.itertuples()],
+        wall_hours=_busy_hours(records),
         cell_hours=float(pd.to_numeric(records["wall_seconds"], errors="coerce").fillna(0).sum()) / 3600,
         cpu_hours=cpu_hours(records),
     )
