@@ -56,6 +56,16 @@ def test_expand_cells_with_overrides(tmp_path):
     assert len({cell.config_hash for cell in cells}) == len(cells)
 
 
+def test_a_task_sets_its_own_deploy_backends(tmp_path):
+    path = tmp_path / "suite.yaml"
+    path.write_text(SUITE.replace("{name: mrpc,", "{name: mrpc, deploy: [int8, onnx, eager, int8],"))
+    by_id = {cell.cell_id: cell for cell in expand_cells(load_suite(path), path)}
+    assert by_id["mrpc__small__seed1"].deploy == ["eager", "int8", "onnx"]  # eager first, once
+    assert by_id["sst2__small__seed1"].deploy == ["eager"]  # the suite's default
+    error = _error(tmp_path, SUITE.replace("{name: mrpc,", "{name: mrpc, deploy: [int4],"))
+    assert "tasks.1.deploy" in str(error)
+
+
 def test_cells_carry_every_adapter_parameter_so_a_changed_default_is_a_new_cell(tmp_path):
     """Spelling a default out is the same cell (same hash); changing it is a different one, which
     is how `--resume` notices that an adapter's default moved since a cell was stored."""
