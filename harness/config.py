@@ -317,6 +317,10 @@ class ModelSpec(Strict):
     task_training: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="training overrides for this model on one task: {imdb: {...}}"
     )
+    task_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="adapter parameter overrides for this model on one task: {mrpc: {dropout: 0.3}}",
+    )
     sweep: SweepSpec | None = Field(default=None, description="a grid of params and training settings")
     counterparts: dict[str, str] = Field(
         default_factory=dict,
@@ -461,6 +465,8 @@ class CellSpec(Strict):
         for name in HASHED_WHEN_SET:
             if payload.get(name) in (None, False):
                 payload.pop(name, None)
+        if not payload["model"].get("task_params"):  # added later: hashed only when set
+            payload["model"].pop("task_params", None)
         payload["model"].pop("counterparts", None)  # for the report only
         payload["model"].pop("sweep", None)  # the grid: a point is its own values, so a grid that
         # grows keeps the finished points' hashes (and `--resume` skips them)

@@ -62,6 +62,24 @@ def _check_unique(cells: list[tuple[CellSpec, str]], suite_path: Path) -> None:
         first[cell.cell_id] = origin
 
 
+def model_on_task(model: ModelSpec, task: str, suite_path: Path, where: str) -> ModelSpec:
+    """The model as it runs on one task: its params with that task's `task_params` (resolved and
+    checked), and only that task's overrides kept, so that an override for another task does
+    not change this cell's config hash."""
+    from harness.models.registry import resolve_model_spec
+
+    narrowed = model.model_copy(
+        update={
+            "task_training": {k: v for k, v in model.task_training.items() if k == task},
+            "task_params": {k: v for k, v in model.task_params.items() if k == task},
+        }
+    )
+    if task not in model.task_params:
+        return narrowed
+    spec = narrowed.model_copy(update={"params": {**model.params, **model.task_params[task]}})
+    return resolve_model_spec(spec, suite_path, where, params_field=f"{where}.task_params.{task}")
+
+
 def sweep_points(
     model: ModelSpec, suite_path: Path, where: str
 ) -> list[tuple[ModelSpec, dict[str, dict[str, Any]] | None]]:
@@ -112,14 +130,15 @@ def expand_cells(
     ]
     task_names = {task.name for task in tasks}
     for index, model in enumerate(models):
-        for name in model.task_training:
-            if name not in task_names:
-                raise InputError(
-                    suite_path,
-                    f"task_training names {name!r}, which is not a task of this suite",
-                    f"use one of {', '.join(sorted(task_names))}",
-                    f"models.{index}.task_training",
-                )
+        for key in ("task_training", "task_params"):
+            for name in getattr(model, key):
+                if name not in task_names:
+                    raise InputError(
+                        suite_path,
+                        f"{key} names {name!r}, which is not a task of this suite",
+                        f"use one of {', '.join(sorted(task_names))}",
+                        f"models.{index}.{key}",
+                    )
     swept = any(model.sweep is not None for model in models)
     cells: list[tuple[CellSpec, str]] = []
     for t_index, (ref, task, group) in enumerate(zip(suite.tasks, tasks, groups, strict=True)):
@@ -127,7 +146,8 @@ def expand_cells(
         sizes = ref.train_sizes or suite.train_sizes or [None]
         for m_index, model in enumerate(models):
             where = f"models.{m_index}"
-            for point_model, point in sweep_points(model, suite_path, where):
+            on_task = model_on_task(model, task.name, suite_path, where)
+            for point_model, point in sweep_points(on_task, suite_path, where):
                 training = merged_training(
                     task_training, point_model.training, suite_path, f"{where}.training"
                 )

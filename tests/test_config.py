@@ -56,6 +56,39 @@ def test_expand_cells_with_overrides(tmp_path):
     assert len({cell.config_hash for cell in cells}) == len(cells)
 
 
+def test_task_params_override_a_models_parameters_on_one_task_only(tmp_path):
+    path = tmp_path / "suite.yaml"
+    path.write_text(SUITE)
+    before = {cell.cell_id: cell for cell in expand_cells(load_suite(path), path)}
+    path.write_text(
+        SUITE.replace(
+            "task_training: {sst2: {batch_size: 8}}}",
+            "task_training: {sst2: {batch_size: 8}, mrpc: {learning_rate: 0.01}},\n"
+            "     task_params: {mrpc: {dropout: 0.1}}}",
+        )
+    )
+    after = {cell.cell_id: cell for cell in expand_cells(load_suite(path), path)}
+    mrpc, sst2 = after["mrpc__small__seed1"], after["sst2__small__seed1"]
+    assert mrpc.model.params["dropout"] == 0.1 and mrpc.training.learning_rate == 0.01
+    assert mrpc.model.params["embed_dim"] == 16  # the model's own params stay
+    assert sst2.model.params == before["sst2__small__seed1"].model.params  # dropout: the default
+    assert mrpc.config_hash != before["mrpc__small__seed1"].config_hash
+    # an override for MRPC leaves every other cell, and its `--resume` identity, as it was
+    for cell_id in ("sst2__small__seed1", "sst2__hf__seed2", "mrpc__hf__seed1"):
+        assert after[cell_id].config_hash == before[cell_id].config_hash, cell_id
+
+    error = _error(
+        tmp_path,
+        SUITE.replace("task_training: {sst2:", "task_params: {mrpc: {dropouts: 0.1}}, task_training: {sst2:"),
+    )
+    assert error.field == "models.0.task_params.mrpc.dropouts" and "unknown parameter" in str(error)
+    error = _error(
+        tmp_path,
+        SUITE.replace("task_training: {sst2:", "task_params: {cola: {dropout: 0.1}}, task_training: {sst2:"),
+    )
+    assert error.field == "models.0.task_params" and "not a task of this suite" in str(error)
+
+
 def test_a_task_sets_its_own_deploy_backends(tmp_path):
     path = tmp_path / "suite.yaml"
     path.write_text(SUITE.replace("{name: mrpc,", "{name: mrpc, deploy: [int8, onnx, eager, int8],"))

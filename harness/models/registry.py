@@ -109,10 +109,13 @@ def get_adapter(spec: ModelSpec) -> Adapter:
     return cls(cls.Params.model_validate(spec.params))
 
 
-def resolve_model_spec(spec: ModelSpec, where: Path | str, field: str) -> ModelSpec:
+def resolve_model_spec(
+    spec: ModelSpec, where: Path | str, field: str, params_field: str | None = None
+) -> ModelSpec:
     """The spec with every adapter parameter spelled out, defaults included; a clear error if
-    the adapter or a parameter is unknown. Cells carry the resolved form, so their config
-    hash (what `--resume` trusts) changes when an adapter's default does."""
+    the adapter or a parameter is unknown (at `params_field`, by default `<field>.params`).
+    Cells carry the resolved form, so their config hash (what `--resume` trusts) changes
+    when an adapter's default does."""
     adapters = load_adapters()
     if spec.adapter not in adapters:
         raise InputError(
@@ -129,7 +132,7 @@ def resolve_model_spec(spec: ModelSpec, where: Path | str, field: str) -> ModelS
         allowed = ", ".join(adapters[spec.adapter].Params.model_fields)
         problem = "unknown parameter" if first["type"] == "extra_forbidden" else first["msg"]
         raise InputError(
-            where, problem, f"{spec.adapter} takes: {allowed}", f"{field}.params.{name}"
+            where, problem, f"{spec.adapter} takes: {allowed}", f"{params_field or field + '.params'}.{name}"
         ) from None
     fields = adapters[spec.adapter].Params.model_fields
     resolved = {  # a None default means "as before this parameter existed": old hashes still match
