@@ -131,6 +131,9 @@ def test_resume_after_the_grid_grows_runs_only_the_new_points(fair_run, tmp_path
     assert len(after) == 16 and {p["learning_rate"] for p in new["sweep_point"]} == {1e-2}
     kept = after.set_index("cell_id").loc[before["cell_id"], "finished_at"]
     assert kept.tolist() == before["finished_at"].tolist()  # the finished points were not re-run
+    # the report's grid is the grown one, though the older records keep the grid they ran under
+    _, tuned = select_points(after[after["status"] == "ok"])
+    assert {tuple(table.grid["learning_rate"]) for table in tuned} == {(1.0e-4, 3.0e-3, 1.0e-2)}
 
 
 # --------------------------------------------------------------------------- sweep selection

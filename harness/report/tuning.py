@@ -55,9 +55,16 @@ def point_key(point: dict[str, Any] | None) -> str:
     return json.dumps(point, sort_keys=True, default=str) if point else ""
 
 
-def _grid(config: dict) -> dict[str, list[Any]]:
-    sweep = (config.get("model") or {}).get("sweep") or {}
-    return {**(sweep.get("params") or {}), **(sweep.get("training") or {})}
+def _grid(configs: pd.Series) -> dict[str, list[Any]]:
+    """Swept name → values, over every record: a grid that grew between `--resume`s shows whole
+    (each record keeps the grid of the run that made it)."""
+    grid: dict[str, list[Any]] = {}
+    for config in configs:
+        sweep = (config.get("model") or {}).get("sweep") or {}
+        for name, values in {**(sweep.get("params") or {}), **(sweep.get("training") or {})}.items():
+            grid.setdefault(name, [])
+            grid[name] += [value for value in values if value not in grid[name]]
+    return {name: sorted(values, key=lambda v: (isinstance(v, str), v)) for name, values in grid.items()}
 
 
 def select_points(ok: pd.DataFrame) -> tuple[pd.DataFrame, list[TunedModel]]:
@@ -79,7 +86,7 @@ def select_points(ok: pd.DataFrame) -> tuple[pd.DataFrame, list[TunedModel]]:
             model=str(model),
             train_size=size or None,
             metric=primary,
-            grid=_grid(group["config"].iloc[0]),
+            grid=_grid(group["config"]),
             cells=len(group),
             seeds=group["seed"].nunique(),
             cpu_hours=cpu_hours(group),
