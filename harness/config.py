@@ -413,9 +413,10 @@ def point_label(point: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value}" for key, value in point.items())
 
 
-def with_point(label: str, point: dict[str, Any] | None) -> str:
-    """A model's label with its sweep point, when it has one: `cnn[dropout=0.3]`."""
-    return f"{label}[{point_label(point)}]" if point else label
+def with_point(label: str, point: Any) -> str:
+    """A model's label with its sweep point, when it has one: `cnn[dropout=0.3]`. Anything but a
+    non-empty dict (None, or the NaN of a records frame's empty cell) is no point."""
+    return f"{label}[{point_label(point)}]" if isinstance(point, dict) and point else label
 
 
 HASHED_WHEN_SET = ("train_size", "sweep_point", "holdout")

@@ -39,8 +39,7 @@ def _present(row: pd.Series, column: str):
 
 def _model_cell(row: pd.Series) -> str:
     """The model's label, with its sweep point and learning-curve size when it has them."""
-    point = row.get("sweep_point")
-    label = with_point(str(row["model"]), point if isinstance(point, dict) else None)
+    label = with_point(str(row["model"]), row.get("sweep_point"))
     size = row.get("train_size")
     return f"{label} @ {size} rows" if isinstance(size, str) else label
 

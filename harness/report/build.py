@@ -272,10 +272,10 @@ def _hardware(ok: pd.DataFrame) -> list[Hardware]:
         where = []
         for task, of_task in cells.groupby("task", sort=False):
             models = []
-            labels = [
-                with_point(m, p if isinstance(p, dict) else None)
-                for m, p in zip(of_task["model"], of_task["sweep_point"], strict=True)
-            ]
+            labels = pd.Series(
+                [with_point(m, p) for m, p in zip(of_task["model"], of_task["sweep_point"], strict=True)],
+                index=of_task.index,
+            )
             for model, of_model in of_task.groupby(labels, sort=False):
                 seeds = sorted({int(seed) for seed in of_model["seed"]})
                 models.append(f"{model} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})")
@@ -420,8 +420,10 @@ def _confidence(section: TaskSection, classification: bool, load: PredictionLoad
         if classification and have_logits(frames):
             per_seed = [(np.stack(f["logits"].to_numpy()), f["label"].to_numpy()) for f in frames]
             section.calibration.append(pooled_calibration(entry.model, per_seed))
+        if not bootstrappable:
+            continue
         aligned = common_rows(frames)
-        if bootstrappable and len(aligned[0]):
+        if len(aligned[0]):
             predictions = [frame["prediction"].to_numpy() for frame in aligned]
             examples = example_standard_error(
                 base, aligned[0]["label"].to_numpy(), predictions, resamples=resamples
