@@ -422,6 +422,12 @@ def report(
         help="published numbers to show beside (default: the ones shipped, harness/report/references.yaml)",
     ),
     no_references: bool = typer.Option(False, "--no-references", help="show no published numbers"),
+    suite_file: Path = typer.Option(
+        None,
+        "--suite-file",
+        help="take each model's `counterparts` (why it trails a published number) "
+        "from this suite YAML as it is now",
+    ),
     store: Path = STORE_OPTION,
 ) -> None:
     """Write a leaderboard (markdown and a self-contained HTML page) of runs in the store."""
@@ -429,6 +435,6 @@ def report(
     from harness.report.references import default_references
 
     chosen = None if no_references else (references or default_references())
-    written, used = generate_report(store, out, run_ids or [], suite, chosen)
+    written, used = generate_report(store, out, run_ids or [], suite, chosen, suite_file=suite_file)
     pages = ", ".join(str(path) for path in written if path.suffix != ".json")
     console.print(f"report of {', '.join(used)}: {pages}")

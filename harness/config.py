@@ -322,10 +322,11 @@ class ModelSpec(Strict):
         description="adapter parameter overrides for this model on one task: {mrpc: {dropout: 0.3}}",
     )
     sweep: SweepSpec | None = Field(default=None, description="a grid of params and training settings")
-    counterparts: dict[str, str] = Field(
+    counterparts: dict[str, str | dict[str, str]] = Field(
         default_factory=dict,
         description="published models this one stands for (their names in the references) → why a "
-        "gap to them is expected; empty text: ours should match theirs",
+        "gap to them is expected: one text for every task, or {task: text, '*': text for the rest}; "
+        "empty text: ours should match theirs",
     )
 
     @property

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from harness.executors.child import run_in_child
+from harness.train import synchronize
 
 VOCAB_SIZE = 20_000
 NUM_LABELS = 2
@@ -152,11 +153,6 @@ def step_peak_memory_mb(step: Callable[[], object], device: torch.device) -> tup
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 1024**2, "cuda max_memory_allocated"
     return cpu_tensor_peak_mb(step), "cpu allocator peak (torch.profiler)"
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ----------------------------------------------------------------------------- one (model, length)

@@ -16,6 +16,7 @@ import pytest
 from scipy import stats
 
 from harness.config import TrainingSettings
+from harness.errors import InputError
 from harness.report.calibration import cell_calibration
 from harness.report.leader import judge_leader
 from harness.report.scores import Entry
@@ -113,7 +114,7 @@ def test_a_suite_with_sizes_and_a_sweep_runs_and_reports_curves_and_the_tuned_ta
     assert "2 points × 2 seed(s) = 4 cells" in markdown
     assert "#### Confidence: SST-2" in markdown
     cost = sum(w * t for w, t in zip(records["wall_seconds"], records["threads"], strict=True)) / 3600
-    assert f"{cost:.2f} CPU-hours (wall × threads)" in markdown
+    assert f"{cost:.2f} CPU-hours (CPU cells: wall × threads)" in markdown
 
 
 def test_resume_after_the_grid_grows_runs_only_the_new_points(fair_run, tmp_path):
@@ -199,9 +200,9 @@ def test_calibration_equals_a_hand_computation_on_stored_logits(fair_run):
 # --------------------------------------------------------------------------- ties and McNemar
 
 
-def _entry(model: str, accuracy: float) -> Entry:
+def _entry(model: str, accuracy: float, metric: str = "accuracy") -> Entry:
     return Entry(
-        task="t", model=model, primary_metric="accuracy", metrics={"accuracy": Estimate(accuracy, None, 1)},
+        task="t", model=model, primary_metric=metric, metrics={metric: Estimate(accuracy, None, 1)},
         cost={}, memory_mb=None, memory_kind=None, seeds=[0], cells=[("r", model, 0)], eval_splits=("dev",),
     )  # fmt: skip
 
@@ -314,6 +315,65 @@ def test_a_gap_to_the_published_counterpart_is_explained_or_flagged():
     )
     (bilstm,) = [g for g in task_gaps(capped, entries, references, "sst2") if g.model == "bilstm"]
     assert bilstm.reasons == ["trained on 4,000 rows, not the whole training set"] and not bilstm.unexplained
+
+
+def test_a_gap_is_explained_per_task_and_by_the_reference_s_own_note():
+    from harness.report.gaps import task_gaps
+    from harness.report.references import Reference
+
+    why = {"cola": "the recipe is too hot for CoLA", "*": "another checkpoint"}
+    records = pd.DataFrame(
+        [
+            {"task": task, "model": "minilm", "config": {"model": {"counterparts": {"MiniLM": why}}}}
+            for task in ("cola", "sst2", "wnli")
+        ]
+    )
+    references = [
+        Reference("MiniLM", "cola", "validation", "matthews_correlation", 47.5, "unilm"),
+        Reference("MiniLM", "sst2", "validation", "accuracy", 91.5, "unilm"),
+        Reference("MiniLM", "wnli", "validation", "accuracy", 56.3, "GLUE", note="the majority class"),
+    ]
+    reasons = {}
+    for task, metric in (("cola", "matthews_correlation"), ("sst2", "accuracy"), ("wnli", "accuracy")):
+        entry = _entry("minilm", 10.0, metric=metric)
+        entry.task, entry.eval_splits = task, ("validation",)
+        (gap,) = task_gaps(records, [entry], references, task)
+        reasons[task] = gap.reasons
+    assert reasons == {
+        "cola": ["the recipe is too hot for CoLA"],
+        "sst2": ["another checkpoint"],
+        "wnli": ["another checkpoint", "the majority class"],
+    }
+
+
+def test_the_report_takes_counterparts_from_the_suite_file_as_it_is_now(tmp_path):
+    """Explanations are commentary: editing the suite updates a report of cells that already ran."""
+    from harness.report import with_counterparts_from
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: s\ntasks: [sst2]\nseeds: [0]\nmodels:\n"
+        "  - {adapter: cnn, label: cnn, counterparts: {Kim CNN-rand: {sst2: evidence found later}}}\n"
+    )
+    stored = {"model": {"adapter": "cnn", "counterparts": {"Kim CNN-rand": "old text"}}, "training": {}}
+    records = pd.DataFrame(
+        [
+            {"task": "sst2", "model": "cnn", "config": stored},
+            {"task": "sst2", "model": "rnn", "config": stored},
+        ]
+    )
+    fresh = with_counterparts_from(records, suite)
+    assert fresh.loc[0, "config"]["model"]["counterparts"] == {
+        "Kim CNN-rand": {"sst2": "evidence found later"}
+    }
+    assert fresh.loc[1, "config"]["model"]["counterparts"] == {"Kim CNN-rand": "old text"}  # not in the file
+    assert records.loc[0, "config"]["model"]["counterparts"] == {
+        "Kim CNN-rand": "old text"
+    }  # input untouched
+    other = tmp_path / "other.yaml"
+    other.write_text("name: o\ntasks: [sst2]\nseeds: [0]\nmodels: [{adapter: rnn, label: bilstm}]\n")
+    with pytest.raises(InputError, match="names none of the report's models"):
+        with_counterparts_from(records, other)
 
 
 def test_curve_min_steps_raises_the_epochs_of_small_sizes_only(tmp_path):

@@ -323,6 +323,43 @@ def test_a_run_resumed_on_another_machine_says_which_cells_ran_where(store_path,
     assert wall == pytest.approx(busy, abs=0.006) and wall < 1  # not the five years in between
 
 
+def test_a_model_whose_seeds_ran_on_a_gpu_and_a_cpu_pools_accuracy_not_speed(store_path, tmp_path):
+    """Seed 1 of every cell "moved" to a GPU: accuracy still pools both seeds, but a mean of a GPU's
+    and a CPU's examples/s describes neither machine, so speed and memory come from one machine
+    (the first of equals), a note says which, and the GPU's wall time is GPU-hours, not CPU-hours."""
+    import sqlite3
+
+    from harness.report.scores import cpu_hours, gpu_hours, pool_seeds
+
+    store = tmp_path / "harness.db"
+    shutil.copy(store_path, store)
+    shutil.copytree(store_path.parent / "runs", tmp_path / "runs")
+    with sqlite3.connect(store) as db:
+        db.execute(
+            "UPDATE records SET device = 'cuda', device_name = 'NVIDIA H200', threads = 16, "
+            "train_examples_per_s = 100 * train_examples_per_s, cuda_peak_allocated_mb = 300 WHERE seed = 1"
+        )
+    records = load_records(store)
+    cpu, gpu = records[records["seed"] == 0], records[records["seed"] == 1]
+    for entry in pool_seeds(records):
+        mine = records[(records["task"] == entry.task) & (records["model"] == entry.model)]
+        on_cpu = mine[mine["seed"] == 0].iloc[0]
+        assert entry.primary.n == 2  # accuracy: both seeds
+        assert entry.cost["train_examples_per_s"] == pytest.approx(on_cpu["train_examples_per_s"])
+        assert entry.memory_kind == "RSS" and entry.memory_mb == pytest.approx(on_cpu["peak_rss_mb"])
+        assert entry.cost_basis.startswith("speed and memory from the 1 of 2 seeds that ran on cpu")
+        assert "the others ran on cuda, NVIDIA H200" in entry.cost_basis
+    walls = cpu["wall_seconds"] * cpu["threads"]
+    assert cpu_hours(records) == pytest.approx(walls.sum() / 3600)
+    assert gpu_hours(records) == pytest.approx(gpu["wall_seconds"].sum() / 3600)
+    out = tmp_path / "report"
+    result = harness("report", "run-tiny", "--store", str(store), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    markdown = (out / "leaderboard.md").read_text()
+    assert f"{gpu_hours(records):.2f} GPU-hours (CUDA cells: wall)" in markdown
+    assert "speed and memory from the 1 of 2 seeds" in markdown
+
+
 def test_report_of_an_unknown_run_is_one_line_and_exit_2(store_path, tmp_path):
     result = harness("report", "no-such-run", "--store", str(store_path), "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "no run 'no-such-run'" in result.stderr

@@ -6,7 +6,7 @@
 | `bf16` | autocast to bfloat16 (CUDA, or a CPU with AVX512-BF16/AMX) |
 | `fp16` | autocast to float16 (CUDA only: CPUs have no fast fp16 matmul) |
 | `compile` | `torch.compile(dynamic=True)`; its first passes (compilation) are timed apart |
-| `int8` | dynamic quantization of the linear and recurrent layers (int8 weights, fp32 activations) |
+| `int8` | dynamic quantization of the linear (per-channel scales) and recurrent layers (int8 weights) |
 | `onnx` | exported to ONNX (dynamic batch and length axes), run by ONNX Runtime |
 | `onnx-int8` | that ONNX model through ONNX Runtime's dynamic int8 quantizer |
 
@@ -119,10 +119,21 @@ def _int8(model: nn.Module, example: dict, device: torch.device, workdir: Path) 
         raise Unsupported("PyTorch's dynamic int8 quantization runs on the CPU only")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import (
+            default_dynamic_qconfig,
+            per_channel_dynamic_qconfig,
+            quantize_dynamic,
+        )
 
-        layers = {nn.Linear, nn.LSTM, nn.GRU}
-        quantized = quantize_dynamic(copy.deepcopy(model).cpu().eval(), layers, dtype=torch.qint8)
+        # One int8 scale per output row of each linear layer, not one per matrix: a few
+        # large rows then no longer crush the resolution of all the others (on MiniLM-L6's
+        # SST-2 model: -1.15 points with one scale per matrix). Recurrent layers keep one.
+        qconfigs = {
+            nn.Linear: per_channel_dynamic_qconfig,
+            nn.LSTM: default_dynamic_qconfig,
+            nn.GRU: default_dynamic_qconfig,
+        }
+        quantized = quantize_dynamic(copy.deepcopy(model).cpu().eval(), qconfigs, dtype=torch.qint8)
     return Deployed(quantized, state_dict_bytes(quantized))
 
 

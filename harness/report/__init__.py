@@ -28,8 +28,13 @@ def generate_report(
     references: Path | None = None,
     title: str | None = None,
     resamples: int = 1000,
+    suite_file: Path | None = None,
 ) -> tuple[list[Path], list[str]]:
-    """Write the report of some runs (default: the latest) to `out`; returns (paths, run ids)."""
+    """Write the report of some runs (default: the latest) to `out`; returns (paths, run ids).
+
+    With `suite_file`, each model's `counterparts` (why it trails a published number) come from
+    that file as it is now, not from the records: they are commentary, and the evidence for
+    them often arrives after the cells ran."""
     from harness.report.build import build_report
     from harness.report.references import load_references
     from harness.report.render import write_report
@@ -56,6 +61,8 @@ def generate_report(
             except (FileNotFoundError, OSError):
                 return None
 
+        if suite_file is not None:
+            records = with_counterparts_from(records, suite_file)
         found = load_references(references) if references is not None else []
         if title is None:
             suites = sorted({str(s) for s in records["suite"]})
@@ -64,3 +71,23 @@ def generate_report(
         return write_report(report, out), report.provenance.run_ids
     finally:
         db.close()
+
+
+def with_counterparts_from(records, suite_file: Path):
+    """`records` with each model's `counterparts` replaced by the suite file's (by model label)."""
+    from harness.planning import load_suite
+
+    suite = load_suite(suite_file)
+    texts = {model.display_label: model.counterparts for model in suite.models}
+    if not set(records["model"]) & set(texts):
+        raise InputError(suite_file, "names none of the report's models", "pass the suite the runs came from")
+
+    def refreshed(row):
+        config = dict(row["config"] or {})
+        if row["model"] in texts:
+            config["model"] = {**(config.get("model") or {}), "counterparts": texts[row["model"]]}
+        return config
+
+    records = records.copy()
+    records["config"] = records.apply(refreshed, axis=1)
+    return records

@@ -43,7 +43,7 @@ from harness.report.leader import (
 )
 from harness.report.plots import colours, pareto_front, task_figures
 from harness.report.references import Reference
-from harness.report.scores import Entry, GroupScore, cpu_hours, group_scores, pool_seeds
+from harness.report.scores import Entry, GroupScore, cpu_hours, gpu_hours, group_scores, pool_seeds
 from harness.report.stats import example_standard_error
 from harness.report.tuning import TunedModel, select_points
 from harness.tasks.metrics import get_metric, metric_names, split_metric_key
@@ -203,7 +203,8 @@ class Provenance:
     cells_failed: list[str]
     wall_hours: float  # the time during which any cell ran (a run that spans sessions: their sum)
     cell_hours: float  # Σ cell wall time
-    cpu_hours: float  # Σ cell wall time × threads
+    cpu_hours: float  # Σ cell wall time × threads, CPU cells
+    gpu_hours: float = 0.0  # Σ cell wall time, CUDA cells
 
 
 @dataclass
@@ -326,6 +327,7 @@ def _provenance(records: pd.DataFrame, runs: Sequence[str]) -> Provenance:
         wall_hours=_busy_hours(records),
         cell_hours=float(pd.to_numeric(records["wall_seconds"], errors="coerce").fillna(0).sum()) / 3600,
         cpu_hours=cpu_hours(records),
+        gpu_hours=gpu_hours(records),
     )
 
 
@@ -541,6 +543,8 @@ def build_report(
                     f"{name} / {entry.model}: seeds pooled from runs with differing settings "
                     "(the same label was used for different configurations)"
                 )
+            if entry.cost_basis:
+                notes.append(f"{name} / {entry.model}: {entry.cost_basis}")
 
     specs = {fact.group.name: fact.group for fact in facts.values() if fact.group is not None}
     groups = [GroupView(spec, list(spec.scores)) for spec in specs.values()]

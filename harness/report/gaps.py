@@ -1,11 +1,13 @@
 """Against the literature: each model's score beside the published number it stands for.
 
 A suite names a model's published counterparts (`counterparts:` on the model, by their names
-in the references file), each with why a gap is expected. The report shows, per task, ours,
-theirs and the gap in points. A score more than `TOLERANCE` points below its counterpart is
-a bug until explained: by the text the suite gives, or by what the records show differs
-(another split, a capped training set, a subset of the evaluation split). One that nothing
-explains is listed in the report's notes as unexplained.
+in the references file), each with why a gap is expected: one text, or one per task (`'*'`
+for the rest), since why a model trails its counterpart on CoLA need not be why on IMDb. A
+reference's own `note` (e.g. "this is the majority class's score") is a reason too. The
+report shows, per task, ours, theirs and the gap in points. A score more than `TOLERANCE`
+points below its counterpart is a bug until explained: by those texts, or by what the
+records show differs (another split, a capped training set, a subset of the evaluation
+split). One that nothing explains is listed in the report's notes as unexplained.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ class Gap:
         return self.delta is not None and self.delta < -TOLERANCE and not self.reasons
 
 
+def counterpart_reason(why: str | dict[str, str], task: str) -> str:
+    """The suite's text for this task: the one text, or the task's own, else the `'*'` one."""
+    if isinstance(why, str):
+        return why
+    return why.get(task, why.get("*", ""))
+
+
 def _record_reasons(records: pd.DataFrame, reference: Reference, eval_splits: Sequence[str]) -> list[str]:
     """What the records show differs from a published full-data run."""
     reasons = []
@@ -78,6 +87,7 @@ def task_gaps(
             )
             if chosen is None:
                 continue
-            reasons = ([why] if why else []) + _record_reasons(mine, chosen, entry.eval_splits)
+            texts = [counterpart_reason(why, task), chosen.note]
+            reasons = [text for text in texts if text] + _record_reasons(mine, chosen, entry.eval_splits)
             gaps.append(Gap(entry.model, name, chosen.metric, chosen.value, entry.primary.mean, reasons))
     return gaps

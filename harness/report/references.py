@@ -1,8 +1,10 @@
 """Published numbers to show beside our own runs: `harness/report/references.yaml` (shipped
 with the package), or a file of the user's, one entry per number.
 
-Each entry: model, task, split, metric, value (percent), source. A reference is never
-mixed into our statistics; it is shown as a row marked "not run here", with its source.
+Each entry: model, task, split, metric, value (percent), source, and optionally a `note`:
+what anyone comparing with this number should know (e.g. that it is the majority class's
+score), shown as a reason beside every gap to it. A reference is never mixed into our
+statistics; it is shown as a row marked "not run here", with its source.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from harness.yaml_io import read_yaml
 
 BUILTIN_REFERENCES = Path(__file__).resolve().parent / "references.yaml"
 FIELDS = ("model", "task", "split", "metric", "value", "source")
+OPTIONAL = ("note",)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Reference:
     metric: str
     value: float
     source: str
+    note: str = ""
 
 
 def load_references(path: Path) -> list[Reference]:
@@ -40,10 +44,11 @@ def load_references(path: Path) -> list[Reference]:
         if not isinstance(entry, dict):
             raise InputError(path, "an entry must be a mapping", f"give {', '.join(FIELDS)}", str(index))
         missing = [name for name in FIELDS if entry.get(name) in (None, "")]
-        unknown = sorted(set(entry) - set(FIELDS))
+        unknown = sorted(set(entry) - set(FIELDS) - set(OPTIONAL))
         if missing or unknown:
             problem = f"missing {missing}" if missing else f"unknown key(s) {unknown}"
-            raise InputError(path, problem, f"an entry has exactly {', '.join(FIELDS)}", str(index))
+            fix = f"an entry has {', '.join(FIELDS)} (and optionally a note)"
+            raise InputError(path, problem, fix, str(index))
         try:
             value = float(entry["value"])
         except (TypeError, ValueError):
@@ -58,6 +63,7 @@ def load_references(path: Path) -> list[Reference]:
                 metric=str(entry["metric"]),
                 value=value,
                 source=str(entry["source"]),
+                note=str(entry.get("note") or ""),
             )
         )
     return found

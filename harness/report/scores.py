@@ -28,13 +28,25 @@ COST_COLUMNS = (
 )
 
 
+def _on_gpu(records: pd.DataFrame) -> pd.Series:
+    return records["device"] == "cuda" if "device" in records else pd.Series(False, index=records.index)
+
+
 def cpu_hours(records: pd.DataFrame) -> float:
-    """What the cells cost: Σ wall seconds × torch threads, in hours (a thread counted as a core)."""
+    """What the CPU cells cost: Σ wall seconds × torch threads, in hours (a thread counted as a
+    core). A CUDA cell's CPU threads mostly wait for the GPU: it is counted in `gpu_hours`."""
+    cpu = records[~_on_gpu(records)]
     total = 0.0
-    for wall, threads in zip(records["wall_seconds"], records["threads"], strict=True):
+    for wall, threads in zip(cpu["wall_seconds"], cpu["threads"], strict=True):
         if _finite(wall):
             total += float(wall) * (float(threads) if _finite(threads) and threads > 0 else 1.0)
     return total / 3600
+
+
+def gpu_hours(records: pd.DataFrame) -> float:
+    """What the CUDA cells cost: Σ wall seconds of the cells that ran on a GPU, in hours."""
+    walls = pd.to_numeric(records[_on_gpu(records)]["wall_seconds"], errors="coerce")
+    return float(walls.fillna(0).sum()) / 3600
 
 
 def _finite(value) -> bool:
@@ -114,6 +126,7 @@ class Entry:
     train_examples: int | None = None  # training rows per epoch (the most over seeds)
     epochs: int | None = None  # epochs trained (the most over seeds)
     mixed_configs: bool = False  # seeds pooled from differing model/training settings
+    cost_basis: str | None = None  # set when the seeds ran on different machines: whose costs these are
     rank: str = ""  # filled in by the leader test, e.g. "1", "=1", "3"
 
     @property
@@ -149,6 +162,33 @@ def _settings_key(config: dict) -> str:
     )
 
 
+def _machine(row) -> str:
+    """`cuda, NVIDIA H200` or `cpu (AMD EPYC)`: each name once, the most specific kept."""
+    parts: list[str] = []
+    for value in (row.get(key) for key in ("device", "device_name", "cpu_model")):
+        if isinstance(value, str) and value and not any(value in part for part in parts):
+            parts = [part for part in parts if part not in value] + [value]
+    return ", ".join(parts)
+
+
+def _one_machine(group: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """The cells whose speed and memory are pooled: those of the machine most seeds ran on. An
+    average of a GPU's and a CPU's examples/s describes neither; accuracy pools over all seeds."""
+    if "device" not in group:
+        return group, None
+    machines = group.apply(_machine, axis=1)
+    counts = machines.value_counts(sort=False)
+    if len(counts) < 2:
+        return group, None
+    chosen = counts.idxmax()  # the first of equals, in record order
+    others = sorted(set(machines) - {chosen})
+    basis = (
+        f"speed and memory from the {counts[chosen]} of {len(group)} seeds that ran on {chosen}; "
+        f"the others ran on {'; '.join(others)}"
+    )
+    return group[machines == chosen], basis
+
+
 def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | None = None) -> list[Entry]:
     """One `Entry` per (task, model label) of the ok records, metrics as mean ± t-interval."""
     entries = []
@@ -158,8 +198,9 @@ def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | No
         for metrics in group["metrics"]:
             names += [name for name in metrics if name not in names]
         estimates = {name: t_interval([metrics.get(name) for metrics in group["metrics"]]) for name in names}
-        cuda = _mean(group["cuda_peak_allocated_mb"]) if "cuda_peak_allocated_mb" in group else None
-        rss = _mean(group["peak_rss_mb"]) if "peak_rss_mb" in group else None
+        measured, cost_basis = _one_machine(group)
+        cuda = _mean(measured["cuda_peak_allocated_mb"]) if "cuda_peak_allocated_mb" in group else None
+        rss = _mean(measured["peak_rss_mb"]) if "peak_rss_mb" in group else None
         configs = list(group["config"])
         limits = [(c.get("training") or {}).get("max_eval_examples") for c in configs]
         limits = [int(limit) for limit in limits if limit is not None]
@@ -171,7 +212,7 @@ def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | No
                 model=str(model),
                 primary_metric=str(group["primary_metric"].iloc[0]),
                 metrics=estimates,
-                cost={column: _mean(group[column]) for column in COST_COLUMNS if column in group},
+                cost={column: _mean(measured[column]) for column in COST_COLUMNS if column in group},
                 memory_mb=cuda if cuda is not None else rss,
                 memory_kind="CUDA" if cuda is not None else ("RSS" if rss is not None else None),
                 seeds=sorted(int(s) for s in group["seed"]),
@@ -183,6 +224,7 @@ def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | No
                 eval_subset=max(limits) if cut else None,
                 train_examples=_most(group["train_examples"]) if "train_examples" in group else None,
                 epochs=_most(group["epochs"]) if "epochs" in group else None,
+                cost_basis=cost_basis,
                 mixed_configs=len({_settings_key(c) for c in configs}) > 1,
             )
         )
