@@ -348,7 +348,7 @@ def test_a_gap_is_explained_per_task_and_by_the_reference_s_own_note():
 
 def test_the_report_takes_counterparts_from_the_suite_file_as_it_is_now(tmp_path):
     """Explanations are commentary: editing the suite updates a report of cells that already ran."""
-    from harness.report import with_counterparts_from
+    from harness.report.gaps import with_counterparts_from
 
     suite = tmp_path / "s.yaml"
     suite.write_text(

@@ -36,6 +36,7 @@ def generate_report(
     that file as it is now, not from the records: they are commentary, and the evidence for
     them often arrives after the cells ran."""
     from harness.report.build import build_report
+    from harness.report.gaps import with_counterparts_from
     from harness.report.references import load_references
     from harness.report.render import write_report
     from harness.store import Store
@@ -71,23 +72,3 @@ def generate_report(
         return write_report(report, out), report.provenance.run_ids
     finally:
         db.close()
-
-
-def with_counterparts_from(records, suite_file: Path):
-    """`records` with each model's `counterparts` replaced by the suite file's (by model label)."""
-    from harness.planning import load_suite
-
-    suite = load_suite(suite_file)
-    texts = {model.display_label: model.counterparts for model in suite.models}
-    if not set(records["model"]) & set(texts):
-        raise InputError(suite_file, "names none of the report's models", "pass the suite the runs came from")
-
-    def refreshed(row):
-        config = dict(row["config"] or {})
-        if row["model"] in texts:
-            config["model"] = {**(config.get("model") or {}), "counterparts": texts[row["model"]]}
-        return config
-
-    records = records.copy()
-    records["config"] = records.apply(refreshed, axis=1)
-    return records

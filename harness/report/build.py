@@ -43,7 +43,15 @@ from harness.report.leader import (
 )
 from harness.report.plots import colours, pareto_front, task_figures
 from harness.report.references import Reference
-from harness.report.scores import Entry, GroupScore, cpu_hours, gpu_hours, group_scores, pool_seeds
+from harness.report.scores import (
+    Entry,
+    GroupScore,
+    cpu_hours,
+    gpu_hours,
+    group_scores,
+    machine_name,
+    pool_seeds,
+)
 from harness.report.stats import example_standard_error
 from harness.report.tuning import TunedModel, select_points
 from harness.tasks.metrics import get_metric, metric_names, split_metric_key
@@ -204,7 +212,7 @@ class Provenance:
     wall_hours: float  # the time during which any cell ran (a run that spans sessions: their sum)
     cell_hours: float  # Σ cell wall time
     cpu_hours: float  # Σ cell wall time × threads, CPU cells
-    gpu_hours: float = 0.0  # Σ cell wall time, CUDA cells
+    gpu_hours: float  # Σ cell wall time, CUDA cells
 
 
 @dataclass
@@ -248,12 +256,7 @@ NATIVE_BF16_FLAGS = {"avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}
 
 def _describe_device(row: pd.Series) -> str:
     """`cpu (AMD EPYC), 2 thread(s), native bf16: AVX512-BF16`: what a cell's speed depends on."""
-    parts = [str(row.get("device") or "?")]
-    for key in ("device_name", "cpu_model"):
-        value = row.get(key)
-        if not isinstance(value, str) or not value or any(value in part for part in parts):
-            continue
-        parts = [part for part in parts if part not in value] + [value]
+    parts = [machine_name(row) or "?"]
     threads = row.get("threads")
     if threads is not None and not (isinstance(threads, float) and math.isnan(threads)):
         parts.append(f"{int(threads)} thread(s)")

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
+from harness.errors import InputError
 from harness.report.references import Reference
 from harness.report.scores import Entry
 from harness.tasks.metrics import higher_is_better, split_metric_key
@@ -91,3 +93,23 @@ def task_gaps(
             reasons = [text for text in texts if text] + _record_reasons(mine, chosen, entry.eval_splits)
             gaps.append(Gap(entry.model, name, chosen.metric, chosen.value, entry.primary.mean, reasons))
     return gaps
+
+
+def with_counterparts_from(records: pd.DataFrame, suite_file: Path) -> pd.DataFrame:
+    """`records` with each model's `counterparts` replaced by the suite file's (by model label)."""
+    from harness.planning import load_suite
+
+    suite = load_suite(suite_file)
+    texts = {model.display_label: model.counterparts for model in suite.models}
+    if not set(records["model"]) & set(texts):
+        raise InputError(suite_file, "names none of the report's models", "pass the suite the runs came from")
+
+    def refreshed(row):
+        config = dict(row["config"] or {})
+        if row["model"] in texts:
+            config["model"] = {**(config.get("model") or {}), "counterparts": texts[row["model"]]}
+        return config
+
+    records = records.copy()
+    records["config"] = records.apply(refreshed, axis=1)
+    return records

@@ -162,8 +162,9 @@ def _settings_key(config: dict) -> str:
     )
 
 
-def _machine(row) -> str:
-    """`cuda, NVIDIA H200` or `cpu (AMD EPYC)`: each name once, the most specific kept."""
+def machine_name(row) -> str:
+    """`cuda, NVIDIA H200` or `cpu (AMD EPYC)`: a record's device and processor names, each once,
+    the most specific kept."""
     parts: list[str] = []
     for value in (row.get(key) for key in ("device", "device_name", "cpu_model")):
         if isinstance(value, str) and value and not any(value in part for part in parts):
@@ -176,7 +177,7 @@ def _one_machine(group: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     average of a GPU's and a CPU's examples/s describes neither; accuracy pools over all seeds."""
     if "device" not in group:
         return group, None
-    machines = group.apply(_machine, axis=1)
+    machines = group.apply(machine_name, axis=1)
     counts = machines.value_counts(sort=False)
     if len(counts) < 2:
         return group, None
