@@ -25,6 +25,7 @@ import os
 import re
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
@@ -76,7 +77,7 @@ def _column_type(annotation: str) -> str:
     return "TEXT"
 
 
-def _schema() -> str:
+def _schema() -> list[str]:
     runs = ",\n  ".join(f"{name} {kind}" for name, kind in RUN_COLUMNS.items())
     records = ",\n  ".join(f"{name} {kind}" for name, kind in _record_columns().items())
     return f"""
@@ -92,7 +93,7 @@ CREATE TABLE IF NOT EXISTS metrics (
   PRIMARY KEY (run_id, cell_id, name)
 );
 CREATE INDEX IF NOT EXISTS records_by_hash ON records (config_hash, status);
-"""
+""".split(";")[:-1]
 
 
 def _process_started(pid: int) -> float | None:
@@ -117,8 +118,10 @@ class Store:
         try:
             # autocommit: every write below is an explicit BEGIN IMMEDIATE ... COMMIT
             self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(_schema())
+            self._use_wal()
+            with self.transaction() as db:  # not executescript: that commits first
+                for statement in _schema():
+                    db.execute(statement)
             self._add_missing_columns()
         except sqlite3.DatabaseError as error:
             raise InputError(self.path, f"not a results store ({error})", "pass another --store") from None
@@ -131,6 +134,20 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def _use_wal(self) -> None:
+        """Switch the file to WAL. SQLite answers "database is locked" to this pragma at once,
+        without its busy handler, while another process is switching the same new file; so
+        retry until the busy timeout, like every other write here waits."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _add_missing_columns(self) -> None:
         """A store written by an older version gains the columns added since (NULL in old rows)."""

@@ -212,3 +212,32 @@ def test_the_inline_executor_gives_the_local_executors_metrics(tmp_path):
         for executor in ("local", "inline")
     }
     assert by_seed["local"] == by_seed["inline"] and len(by_seed["local"]) == 2
+
+
+def _open_at_the_barrier(path: Path, barrier, failures) -> None:
+    barrier.wait()
+    try:
+        Store(path).close()
+    except Exception as error:  # noqa: BLE001 - the test reports whatever opening raised
+        failures.put(repr(error))
+
+
+def test_processes_creating_one_new_store_at_the_same_instant_all_open_it(tmp_path):
+    """Two `harness run`s started together both create the store: SQLite refuses the switch
+    to WAL at once (no busy wait) while another process makes it, which once failed a run."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    failures = context.Queue()
+    for trial in range(30):
+        barrier = context.Barrier(4)
+        openers = [
+            context.Process(target=_open_at_the_barrier, args=(tmp_path / f"{trial}.db", barrier, failures))
+            for _ in range(4)
+        ]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join(timeout=120)
+            assert opener.exitcode == 0
+    assert failures.empty(), failures.get()
