@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from harness.store import Store, load_records
 
@@ -241,3 +242,35 @@ def test_processes_creating_one_new_store_at_the_same_instant_all_open_it(tmp_pa
             opener.join(timeout=120)
             assert opener.exitcode == 0
     assert failures.empty(), failures.get()
+
+
+def _sleep_forever() -> None:
+    time.sleep(600)
+
+
+def test_a_ctrl_c_while_a_cell_process_starts_is_held_back_not_lost_and_the_child_never_sees_it():
+    """The driver starts each cell's process with SIGINT blocked (inherited through exec);
+    a Ctrl-C that lands in that instant once vanished and the suite ran on to its end."""
+    import multiprocessing
+
+    from harness.executors.child import sigint_deferred
+
+    process = multiprocessing.get_context("spawn").Process(target=_sleep_forever, daemon=True)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with sigint_deferred():
+                process.start()
+                os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C mid-start
+                time.sleep(0.1)  # held back: nothing is raised in here
+                held_back = True
+        assert held_back
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        blocked = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+        assert blocked & (1 << (signal.SIGINT - 1))
+        os.kill(process.pid, signal.SIGINT)
+        process.join(timeout=1)
+        assert process.is_alive()  # the child never receives it: Ctrl-C is the driver's to handle
+    finally:
+        process.kill()
+        process.join()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -22,6 +22,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
+from multiprocessing import resource_tracker
 from typing import Any
 
 from harness.executors.base import CellFailure, describe
@@ -49,18 +50,32 @@ def _die_with_parent() -> None:
 
 
 @contextmanager
-def _sigint_ignored():
-    """Start the child with SIGINT ignored. A terminal's Ctrl-C reaches the whole process group;
-    the parent turns it into `interrupted` and kills the child, which must not print a
-    KeyboardInterrupt traceback of its own (it may be anywhere, even importing torch)."""
+def sigint_deferred():
+    """Start children with SIGINT blocked, and hold back a Ctrl-C that arrives meanwhile.
+
+    A terminal's Ctrl-C reaches the whole process group; the parent turns it into
+    `interrupted` and kills the child, which must not print a KeyboardInterrupt traceback of
+    its own (it may be anywhere, even importing torch). A blocked signal mask survives
+    fork and exec, so a child started in here never receives SIGINT. The parent's Ctrl-C
+    that lands in here is recorded, not lost (as it was when SIGINT was ignored for the
+    start), and raised the moment the block ends.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # multiprocessing starts its resource tracker on first use and then *unblocks* SIGINT in
+    # this thread; start it before blocking
+    resource_tracker.ensure_running()
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one lands here
         signal.signal(signal.SIGINT, previous)
+    if caught:
+        signal.raise_signal(signal.SIGINT)  # as if it arrived now, to the handler of now
 
 
 def _child_main(function: Callable[..., Any], args: tuple, channel) -> None:
@@ -88,12 +103,12 @@ def run_in_child(
     context = mp.get_context("spawn")
     channel = context.Queue()
     process = context.Process(target=_child_main, args=(function, args, channel), daemon=True)
-    with _sigint_ignored():  # inherited through exec: Ctrl-C is the parent's to handle
-        process.start()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     outcome: Any = None
     finished = False
     try:
+        with sigint_deferred():  # the mask is inherited: Ctrl-C is the parent's to handle
+            process.start()
         while not finished:
             if deadline is not None and time.monotonic() > deadline:
                 outcome, finished = CellFailure(f"no result within {timeout_s:.0f} s", ""), True
