@@ -68,6 +68,12 @@ def breakdown(steps: int, adapter_name: str, params: dict, batch_size: int, data
     from harness.tasks.registry import BUILTIN_DIR, load_task
     from harness.train import linear_schedule, loss_fn, make_optimizer
 
+    try:  # what a cell's process does; the baseline tree has no such module
+        from harness.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    except ImportError:
+        pass
     settings = TrainingSettings(max_seq_length=200, batch_size=batch_size, max_train_examples=4000)
     data = load_task_data(load_task(BUILTIN_DIR / "imdb.yaml"), settings, data_dir)
     adapter = get_adapter(ModelSpec(adapter=adapter_name, params=params))

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from harness import measure
+from harness.allocator import keep_freed_memory
 from harness.batching import Encoded, encode
 from harness.config import CellSpec, train_size_value
 from harness.deploy.backends import state_dict_bytes
@@ -68,6 +69,7 @@ def run_cell(
     quiet_libraries()
     measure.reset_peak_rss()
     record = CellRecord.for_spec(spec, run_id)
+    allocator = keep_freed_memory()
     if spec.threads:
         torch.set_num_threads(spec.threads)
     device = pick_device(spec.device)
@@ -193,7 +195,7 @@ def run_cell(
     record.cuda_peak_reserved_mb = max_or_none(train_reserved, infer_reserved)
     record.params_total, record.params_trainable = total, trainable
     record.flops_per_example = measure.flops_per_example(model, first_eval, device)
-    fill_provenance(record, device)
+    fill_provenance(record, device, allocator)
     record.wall_seconds = time.perf_counter() - started
     return CellResult(record, pd.concat(frames, ignore_index=True))
 
@@ -211,12 +213,12 @@ def max_or_none(*values: float | None) -> float | None:
     return max(present) if present else None
 
 
-def fill_provenance(record: CellRecord, device: torch.device) -> None:
+def fill_provenance(record: CellRecord, device: torch.device, allocator: str | None) -> None:
     record.device = device.type
     record.device_name = measure.device_name(device)
     record.cpu_model = measure.cpu_model()
     record.threads = torch.get_num_threads()
-    record.capabilities = capabilities(device)
+    record.capabilities = capabilities(device) | {"allocator": allocator}
     record.git_commit = measure.git_commit()
     record.versions = measure.package_versions()
     record.finished_at = now()

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.allocator import keep_freed_memory
 from harness.executors.child import run_in_child
 from harness.train import synchronize
 
@@ -196,6 +197,7 @@ def measure_one(
     threads: int | None = None,
     params: dict | None = None,
 ) -> ProfileRow:
+    keep_freed_memory()  # as a cell's process does
     if threads:
         torch.set_num_threads(threads)
     device = torch.device(device_name)

@@ -343,3 +343,47 @@ def test_fused_optimizer_steps_as_the_per_tensor_loop(sst2, tokenizer):
         optimizer.step()
     for a, b in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_cpu_dropout_keeps_its_share_scales_the_rest_and_follows_the_seed():
+    """`harness.models.dropout` (16-bit draws) is dropout: each element kept with probability
+    1 − p and scaled by 1 / (1 − p), nothing dropped at evaluation, the seed fixes the mask."""
+    from harness.models.dropout import Dropout
+
+    x = torch.ones(400, 1000)
+    for p in (0.1, 0.5):
+        layer = Dropout(p).train()
+        torch.manual_seed(0)
+        out = layer(x)
+        kept = out != 0
+        assert kept.float().mean().item() == pytest.approx(1 - p, abs=0.003)  # 400,000 draws
+        torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / (1 - p)))
+        torch.manual_seed(0)
+        torch.testing.assert_close(layer(x), out, atol=0, rtol=0)
+        assert not torch.equal(layer(x), out)  # the next draw differs
+        torch.testing.assert_close(layer.eval()(x), x, atol=0, rtol=0)
+    rows = torch.ones(50_000, 2)
+    columns = Dropout(0.5).train()(rows)
+    # the 16-bit halves of one 64-bit draw are independent: no pattern along the last axis
+    first, second = columns[:, 0] != 0, columns[:, 1] != 0
+    assert first.float().mean().item() == pytest.approx(0.5, abs=0.01)
+    assert (first == second).float().mean().item() == pytest.approx(0.5, abs=0.01)
+
+
+def test_attention_dropout_in_cpu_training_is_the_reference_formula(sst2, tokenizer):
+    """With attention dropout, a CPU's training forward goes through `reference_attention`
+    (SDPA has no fused CPU kernel that drops): `fused` and `reference` models draw the same
+    masks from one seed and give the same logits and gradients."""
+    encoded = encode(tokenizer, sst2.train.take(np.arange(16)), MAX_LEN)
+    batch = collate(encoded, np.arange(16))
+    results = []
+    for attention in ("fused", "reference"):
+        torch.manual_seed(0)
+        model = build(ModelSpec(adapter="transformer", params={"attention": attention}), tokenizer).train()
+        torch.manual_seed(1)
+        logits = model(batch)
+        logits.sum().backward()
+        results.append((logits.detach(), model.blocks[0].attn.q_proj.weight.grad))
+    (fused_logits, fused_grad), (ref_logits, ref_grad) = results
+    torch.testing.assert_close(fused_logits, ref_logits, atol=0, rtol=0)
+    torch.testing.assert_close(fused_grad, ref_grad, atol=0, rtol=0)

@@ -15,6 +15,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from harness.models.dropout import Dropout
 from harness.models.registry import TaskInfo, register_adapter
 from harness.models.scratch import InputEmbedding, ScratchAdapter, ScratchParams, classifier_output
 
@@ -48,8 +49,8 @@ class TextCNN(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv1d(params.embed_dim, params.num_filters, k, padding=k - 1) for k in params.kernel_sizes
         )
-        self.embed_dropout = nn.Dropout(params.embed_dropout)
-        self.dropout = nn.Dropout(params.dropout)
+        self.embed_dropout = Dropout(params.embed_dropout)
+        self.dropout = Dropout(params.dropout)
         self.head = nn.Linear(params.num_filters * len(params.kernel_sizes), info.num_labels)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -28,6 +28,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from harness.models.dropout import Dropout
 from harness.models.registry import TaskInfo, register_adapter
 from harness.models.scratch import InputEmbedding, ScratchAdapter, ScratchParams, classifier_output
 
@@ -74,7 +75,7 @@ class TextRNN(nn.Module):
         )
         out_dim = params.hidden_size * (2 if params.bidirectional else 1)
         self.pool = AttentionPooling(out_dim)
-        self.dropout = nn.Dropout(params.dropout)
+        self.dropout = Dropout(params.dropout)
         self.head = nn.Linear(out_dim, info.num_labels)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

