@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 
 from harness.report.deployed import deployed_table
@@ -34,6 +35,25 @@ GOALS = {  # backend → (least speed-up over eager, largest accuracy loss, larg
 
 def fmt(value, spec: str = ".2f") -> str:
     return "" if value is None else format(value, spec)
+
+
+def roofline(eager: pd.Series) -> list[str]:
+    """How close eager fp32 inference already is to this machine's fp32 matmul peak (measured
+    now, in fresh processes, with the cell's threads): what an fp32 backend could still gain."""
+    from harness.profile import measure_peaks  # imports torch: not before the suite has run
+
+    peaks = measure_peaks("cpu", int(eager["threads"]))
+    achieved = eager["flops_per_example"] * eager["infer_examples_per_s"]
+    fp32, bf16 = peaks["float32"], peaks["bfloat16"]
+    if not fp32 or not achieved:
+        return ["Headroom: not measured."]
+    bf16_text = f", bf16 peak {bf16 / 1e9:,.0f} GFLOP/s" if bf16 else ""
+    return [
+        f"Headroom: eager fp32 MiniLM computes {achieved / 1e9:,.0f} GFLOP/s at batch 128 (forward FLOPs "
+        f"of a mean-length row × examples/s; padding not counted), {achieved / fp32:.0%} of this machine's "
+        f"fp32 dense-matmul peak of {fp32 / 1e9:,.0f} GFLOP/s measured after the run{bf16_text}: the "
+        f"peak leaves an fp32 backend (ONNX Runtime) {fp32 / achieved:.2f}× of headroom at this batch."
+    ]
 
 
 def main() -> int:
@@ -96,6 +116,8 @@ def main() -> int:
             f"accuracy {bf16['metric.accuracy']:.2f} vs {fp32['metric.accuracy']:.2f} ({gap:+.2f}) "
             f"— {'met' if met else 'MISSED'}"
         )
+    if MODEL in by_model.index:
+        lines += ["", *roofline(by_model.loc[MODEL])]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from harness.compare import load_side
-from harness.deploy.capabilities import cpu_has_bf16
+from harness.deploy.backends import BACKENDS
+from harness.deploy.capabilities import cpu_flags, cpu_has_bf16
 from harness.store import Store, load_records
 from harness.tasks.metrics import compute_metrics
 
@@ -77,6 +80,7 @@ def test_every_adapter_runs_every_backend_this_machine_has(deployed_store):
             assert deployed["int8"]["size_mb"] < deployed["eager"]["size_mb"]
         assert deployed["onnx-int8"]["size_mb"] < deployed["onnx"]["size_mb"]
         assert row.capabilities["avx512_bf16"] == cpu_has_bf16()
+        assert row.capabilities["int8_engine"] == ("onednn" if "amx_int8" in cpu_flags() else "x86")
 
 
 def test_backend_metrics_equal_those_recomputed_from_the_stored_predictions(deployed_store):
@@ -119,6 +123,20 @@ def test_the_report_shows_the_deployed_table_and_compare_treats_backends_as_metr
     compared = harness("compare", "base.json", "latest", "--store", "h.db", cwd=folder)
     assert compared.returncode == 0, compared.stdout
     assert "accuracy@onnx-int8" in compared.stdout and "infer_examples_per_s@int8" in compared.stdout
+
+
+def test_int8_packs_its_weights_for_the_chosen_engine_and_leaves_the_global_setting_alone(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 2)).eval()
+    rows = torch.randn(512, 64)
+    before = torch.backends.quantized.engine
+    int8 = BACKENDS["int8"](model, {}, torch.device("cpu"), tmp_path).module
+    assert torch.backends.quantized.engine == before
+    with torch.inference_mode():
+        eager, quantized = model(rows), int8(rows)
+    assert isinstance(int8[0], torch.ao.nn.quantized.dynamic.Linear)
+    assert (quantized - eager).abs().max() < 0.05 * eager.abs().max()  # two int8 steps, not garbage
+    assert (quantized.argmax(-1) == eager.argmax(-1)).float().mean() >= 0.97
 
 
 def test_compile_times_compilation_apart_and_matches_eager(tmp_path):

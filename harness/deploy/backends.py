@@ -6,7 +6,7 @@
 | `bf16` | autocast to bfloat16 (CUDA, or a CPU with AVX512-BF16/AMX) |
 | `fp16` | autocast to float16 (CUDA only: CPUs have no fast fp16 matmul) |
 | `compile` | `torch.compile(dynamic=True)`; its first passes (compilation) are timed apart |
-| `int8` | dynamic quantization of the linear (per-channel scales) and recurrent layers (int8 weights) |
+| `int8` | dynamic int8 quantization of the linear (per-channel) and recurrent layers; oneDNN on AMX |
 | `onnx` | exported to ONNX (dynamic batch and length axes), run by ONNX Runtime |
 | `onnx-int8` | that ONNX model through ONNX Runtime's dynamic int8 quantizer |
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness.deploy.capabilities import bf16_supported
+from harness.deploy.capabilities import bf16_supported, int8_engine
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -133,7 +133,14 @@ def _int8(model: nn.Module, example: dict, device: torch.device, workdir: Path) 
             nn.LSTM: default_dynamic_qconfig,
             nn.GRU: default_dynamic_qconfig,
         }
-        quantized = quantize_dynamic(copy.deepcopy(model).cpu().eval(), qconfigs, dtype=torch.qint8)
+        # Weights are packed for the engine set while quantizing, and keep it after: the
+        # global setting is restored, and the record says which engine (capabilities).
+        default_engine = torch.backends.quantized.engine
+        torch.backends.quantized.engine = int8_engine()
+        try:
+            quantized = quantize_dynamic(copy.deepcopy(model).cpu().eval(), qconfigs, dtype=torch.qint8)
+        finally:
+            torch.backends.quantized.engine = default_engine
     return Deployed(quantized, state_dict_bytes(quantized))
 
 
