@@ -387,3 +387,37 @@ def test_attention_dropout_in_cpu_training_is_the_reference_formula(sst2, tokeni
     (fused_logits, fused_grad), (ref_logits, ref_grad) = results
     torch.testing.assert_close(fused_logits, ref_logits, atol=0, rtol=0)
     torch.testing.assert_close(fused_grad, ref_grad, atol=0, rtol=0)
+
+
+def test_a_hugging_face_model_drops_with_cheap_masks_and_is_unchanged_at_evaluation(sst2):
+    """The hf adapter swaps MiniLM-L6's `nn.Dropout` layers (hidden, embeddings, classifier) for
+    `harness.models.dropout.Dropout` at the same rates: evaluation logits are the untouched
+    model's to the bit; training draws other masks per seed, the same for a seed."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from harness.models.dropout import Dropout
+    from harness.models.hf import resolve_pretrained
+
+    folder = resolve_pretrained("minilm-l6")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    spec = ModelSpec(adapter="hf", params={"pretrained": "minilm-l6"})
+    model = build(spec, tokenizer)
+    seed_everything(0)
+    untouched = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
+    swapped = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    # 6 layers × 3 (attention weights, its output, the feed-forward's), embeddings, head; the
+    # attention weights' is read for its rate only: SDPA drops them
+    assert len(swapped) == 20 and all(type(m) is Dropout for m in swapped)
+    assert {m.p for m in swapped} == {untouched.config.hidden_dropout_prob}
+
+    batch = collate(encode(tokenizer, sst2.train.take(np.arange(8)), MAX_LEN), np.arange(8))
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(batch), untouched.eval()(**inputs).logits, atol=0, rtol=0)
+        model.train()
+        torch.manual_seed(1)
+        first = model(batch)
+        torch.manual_seed(1)
+        torch.testing.assert_close(model(batch), first, atol=0, rtol=0)
+        assert not torch.equal(model(batch), first)
+        assert not torch.equal(first, model.eval()(batch))

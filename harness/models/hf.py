@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from harness.config import TrainingSettings
+from harness.models.dropout import use_cheap_masks
 from harness.models.registry import Adapter, TaskInfo, register_adapter
 from harness.tasks.data import Examples
 from harness.vocab import VocabSettings, vocab_tokenizer
@@ -147,4 +148,5 @@ class HFAdapter(Adapter):
             )
             model = AutoModelForSequenceClassification.from_config(config)
         model.config.pad_token_id = info.pad_token_id  # decoder models find a row's end by it
+        use_cheap_masks(model)  # MiniLM-L6 on SST-2 (batch 32 × 12 tokens): 7 of a 145 ms bf16 step
         return HFClassifier(model, info.num_labels)
