@@ -137,12 +137,23 @@ def test_a_cell_killed_by_a_signal_is_recorded_with_the_signal_and_the_suite_goe
     assert "SIGKILL" in out
 
 
-def test_ctrl_c_marks_the_run_interrupted_and_keeps_finished_cells(tmp_path):
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in this process and in the drivers it starts meanwhile,
+    as in a terminal's foreground job, however pytest itself was started: a non-interactive
+    shell starts its background jobs with SIGINT ignored, exec passes that on, and Python then
+    installs no handler (both tests below failed that way, run from `pytest ... &`)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_keeps_finished_cells(tmp_path, ctrl_c_raises):
     suite, store = write_suite(tmp_path, "ctrlc", rows=2000), tmp_path / "h.db"
     driver = start("run", str(suite), "--store", str(store))
     wait_for(lambda: ok_records(store) >= 1, what="the first stored cell")
-    # Into the next cell's training, not the instant its process is being started: the driver
-    # ignores SIGINT for those few milliseconds so that the new child inherits the ignoring.
+    # Into the next cell's training, not the instant its process is being started (that instant
+    # has its own test below).
     wait_for(lambda: cell_children(driver), timeout=120, what="the next cell's process")
     time.sleep(1.0)
     os.killpg(driver.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole job
@@ -248,7 +259,9 @@ def _sleep_forever() -> None:
     time.sleep(600)
 
 
-def test_a_ctrl_c_while_a_cell_process_starts_is_held_back_not_lost_and_the_child_never_sees_it():
+def test_a_ctrl_c_while_a_cell_process_starts_is_held_back_not_lost_and_the_child_never_sees_it(
+    ctrl_c_raises,
+):
     """The driver starts each cell's process with SIGINT blocked (inherited through exec);
     a Ctrl-C that lands in that instant once vanished and the suite ran on to its end."""
     import multiprocessing
