@@ -67,7 +67,7 @@ def run_cell(
 ) -> CellResult:
     started = time.perf_counter()
     quiet_libraries()
-    measure.reset_peak_rss()
+    measure.reset_peak_rss(new_cell=True)
     record = CellRecord.for_spec(spec, run_id)
     allocator = keep_freed_memory()
     if spec.threads:
@@ -123,6 +123,7 @@ def run_cell(
     train_alloc, train_reserved = measure.cuda_peaks_mb(device)
 
     measure.reset_cuda_peaks(device)
+    measure.reset_peak_rss()  # eager inference's own peak, as each backend's is
     metrics: dict[str, float] = {}
     frames = []
     infer_rates = []
@@ -190,7 +191,7 @@ def run_cell(
     record.train_tokens_per_s = stats.tokens_per_s
     record.infer_examples_per_s = float(np.mean(infer_rates))
     record.latency_p50_ms, record.latency_p95_ms = p50, p95
-    record.peak_rss_mb = measure.peak_rss_mb()
+    record.peak_rss_mb = measure.cell_peak_rss_mb()
     record.cuda_peak_allocated_mb = max_or_none(train_alloc, infer_alloc)
     record.cuda_peak_reserved_mb = max_or_none(train_reserved, infer_reserved)
     record.params_total, record.params_trainable = total, trainable

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.allocator import release_freed_memory
 from harness.batching import Encoded, collate
 from harness.train import autocast, predict, synchronize, to_device
 
@@ -45,13 +46,27 @@ def peak_rss_mb() -> float:
     return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
 
 
-def reset_peak_rss() -> None:
+_earlier_peak_mb = 0.0  # the highest mark of the cell's phases before the current one
+
+
+def reset_peak_rss(new_cell: bool = False) -> None:
     """Start a new high-water mark (Linux: `5` into /proc/self/clear_refs resets `VmHWM` to the
-    current RSS), so cells run one after another in one process each report their own peak."""
+    current RSS), so cells run one after another in one process, and the phases of one cell
+    (training, inference, each deploy backend), each report their own peak; `cell_peak_rss_mb`
+    keeps the cell's. Memory the allocator kept after the last phase freed it is handed back
+    first: the mark starts from what is live, not from what was."""
+    global _earlier_peak_mb
+    _earlier_peak_mb = 0.0 if new_cell else max(_earlier_peak_mb, peak_rss_mb())
+    release_freed_memory()
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass  # not Linux, or not permitted: the figure is then the process's peak
+
+
+def cell_peak_rss_mb() -> float:
+    """Peak resident memory since the cell's `reset_peak_rss(new_cell=True)`, over all its phases."""
+    return max(_earlier_peak_mb, peak_rss_mb())
 
 
 def cuda_peaks_mb(device: torch.device) -> tuple[float | None, float | None]:

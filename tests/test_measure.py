@@ -272,6 +272,37 @@ def test_a_cpu_record_leaves_cuda_memory_empty_and_counts_size_and_work(ballast_
     assert row["params_total"] == record.params_total and row["flops_per_example"] > 0
 
 
+PHASES = """
+import torch
+from pathlib import Path
+from harness import measure
+from harness.allocator import keep_freed_memory
+
+def rss_mb():
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+assert keep_freed_memory() is not None  # as a cell's process does
+measure.reset_peak_rss(new_cell=True)
+block = torch.ones(300 * 2**20 // 4)  # a phase that touches 300 MiB, then frees them
+del block
+first_peak, kept = measure.peak_rss_mb(), rss_mb()
+measure.reset_peak_rss()  # the next phase
+print(first_peak, kept, measure.peak_rss_mb(), measure.cell_peak_rss_mb())
+"""
+
+
+def test_a_phase_peak_starts_from_live_memory_and_the_cell_keeps_the_highest():
+    """glibc keeps what a phase freed (allocator.py), which would count in every later phase's
+    peak: a reset hands it back first, and the cell's peak is the highest of its phases."""
+    result = subprocess.run([sys.executable, "-c", PHASES], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    first_peak, kept, second_peak, cell_peak = map(float, result.stdout.split())
+    assert kept > first_peak - 50  # freed, yet still resident
+    assert second_peak < first_peak - 250  # the next phase starts from live memory
+    assert cell_peak == first_peak
+
+
 # ---------------------------------------------------------------------------------- profile
 
 
