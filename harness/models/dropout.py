@@ -52,14 +52,11 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
-def use_cheap_masks(model: nn.Module) -> int:
+def use_cheap_masks(model: nn.Module) -> None:
     """Swap each plain `nn.Dropout` inside `model` (a Hugging Face model's) for `Dropout`, in
-    place; how many were swapped. Dropout a model applies functionally (its attention's, inside
-    SDPA) keeps torch's masks."""
-    swapped = 0
+    place. Dropout a model applies functionally (its attention's, inside SDPA) keeps torch's
+    masks."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout:
                 setattr(parent, name, Dropout(child.p, child.inplace))
-                swapped += 1
-    return swapped
