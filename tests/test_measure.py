@@ -300,7 +300,9 @@ def test_a_phase_peak_starts_from_live_memory_and_the_cell_keeps_the_highest():
     first_peak, kept, second_peak, cell_peak = map(float, result.stdout.split())
     assert kept > first_peak - 50  # freed, yet still resident
     assert second_peak < first_peak - 250  # the next phase starts from live memory
-    assert cell_peak == first_peak
+    # the cell keeps the first phase's mark (the reset reads it a few pages later, after the
+    # test's own bookkeeping touched them), not the second, lower one
+    assert first_peak <= cell_peak < first_peak + 5 and cell_peak > second_peak + 250
 
 
 # ---------------------------------------------------------------------------------- profile
