@@ -72,20 +72,22 @@ def main() -> int:
         "",
         f"`python benchmarks/deploy.py`, run {summary.run_id}: `suites/deploy.yaml`,",
         "SST-2 dev (872 sentences),",
-        f"eval batch 128 for examples/s, batch 1 for latency; {ok['cpu_model'].iloc[0]}, "
+        f"eval batch 128 for examples/s, batch 1 for latency, peak MB the resident set of the backend's "
+        "own process (interpreter and libraries included); "
+        f"{ok['cpu_model'].iloc[0]}, "
         f"{int(ok['threads'].iloc[0])} threads; CPU flags: "
         + ", ".join(k for k, v in ok["capabilities"].iloc[0].items() if v is True),
         "",
-        "| model | backend | accuracy | Δ | infer ex/s | speed-up | p50 ms | p95 ms | size MB | prepare s"
-        " | note |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| model | backend | accuracy | Δ | infer ex/s | speed-up | p50 ms | p95 ms | peak MB | size MB"
+        " | prepare s | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in table.rows:
         lines.append(
             f"| {row.model} | {row.backend} | {fmt(row.primary)} | {fmt(row.delta, '+.2f')} | "
             f"{fmt(row.infer_examples_per_s, ',.1f')} | {fmt(row.speedup)}{'×' if row.speedup else ''} | "
-            f"{fmt(row.latency_p50_ms)} | {fmt(row.latency_p95_ms)} | {fmt(row.size_mb)} | "
-            f"{fmt(row.prepare_seconds, '.1f')} | {row.reason} |"
+            f"{fmt(row.latency_p50_ms)} | {fmt(row.latency_p95_ms)} | {fmt(row.peak_mb, ',.0f')} | "
+            f"{fmt(row.size_mb)} | {fmt(row.prepare_seconds, '.1f')} | {row.reason} |"
         )
     lines += ["", "Goals (MiniLM-L6):", ""]
     missed = 0

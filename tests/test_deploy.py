@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,81 @@ def test_bf16_training_on_the_cpu_runs_where_the_cpu_has_it_and_says_so_where_no
         assert abs(bf16.metrics["accuracy"] - fp32.metrics["accuracy"]) <= 10
     else:
         assert "no native bf16" in bf16.notes[0] and bf16.metrics == fp32.metrics
+
+
+def test_each_backend_is_measured_in_a_process_of_its_own(data_dir):
+    """In one process an int8 model's peak also held the fp32 model it was made from and what
+    training left (here 1,736 MB against eager's 1,066); in its own, it holds what serving int8
+    takes (403 against 529: its weights are 180 MB smaller, its libraries a little larger)."""
+    from harness.cell import run_cell
+    from harness.config import CellSpec, ModelSpec, TrainingSettings
+    from harness.tasks.registry import builtin_task
+
+    # 63M weights in linear layers (250 MB in fp32), small activations at eval batch 8
+    wide = {"d_model": 1024, "num_heads": 8, "d_ff": 8192, "num_layers": 3}
+    spec = CellSpec(
+        suite="t",
+        task=builtin_task("sst2"),
+        model=ModelSpec(adapter="transformer", params=wide),
+        seed=0,
+        training=TrainingSettings(
+            epochs=1, max_seq_length=32, max_train_examples=64, max_eval_examples=64, eval_batch_size=8
+        ),
+        deploy=["eager", "int8"],
+        threads=2,
+        data_dir=str(data_dir),
+    )
+    record = run_cell(spec, "run-processes").record
+    eager, int8 = record.deployed["eager"], record.deployed["int8"]
+    assert eager["status"] == int8["status"] == "ok", (eager["reason"], int8["reason"])
+    assert eager["metrics"] == record.metrics  # the same trained model, loaded in a fresh process
+    assert eager["size_mb"] - int8["size_mb"] > 170  # 4 bytes a weight → 1
+    print(f"peak RSS: eager {eager['peak_mb']:.0f} MB, int8 {int8['peak_mb']:.0f} MB")
+    assert int8["peak_mb"] < eager["peak_mb"] - 80, (eager["peak_mb"], int8["peak_mb"])
+    assert record.peak_rss_mb > eager["peak_mb"]  # the cell's own process: training, AdamW's state
+
+
+def test_a_backend_whose_process_dies_is_failed_and_the_cell_goes_on(data_dir):
+    """The first backend's process is killed from outside (as a segfault or the OOM killer
+    would end it): that backend is `failed` with the signal's name, the next one still runs,
+    and the cell keeps its training and its own evaluation."""
+    import threading
+
+    import psutil
+
+    from harness.cell import run_cell
+    from harness.config import CellSpec, ModelSpec, TrainingSettings
+    from harness.tasks.registry import builtin_task
+
+    spec = CellSpec(
+        suite="t",
+        task=builtin_task("sst2"),
+        model=ModelSpec(adapter="cnn", params={"embed_dim": 16, "num_filters": 8, "vocab_size": 2000}),
+        seed=0,
+        training=TrainingSettings(epochs=1, max_seq_length=32, max_train_examples=200, max_eval_examples=100),
+        deploy=["eager", "int8"],
+        threads=1,
+        data_dir=str(data_dir),
+    )
+    done: list = []
+    cell = threading.Thread(target=lambda: done.append(run_cell(spec, "run-killed").record))
+    cell.start()
+
+    def backend_processes() -> list[psutil.Process]:
+        return [
+            child
+            for child in psutil.Process().children()
+            if "--multiprocessing-fork" in " ".join(child.cmdline())
+        ]
+
+    deadline = time.monotonic() + 120
+    while not backend_processes() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (eager_process,) = backend_processes()  # the cell runs in this thread: its first child is eager's
+    eager_process.kill()
+    cell.join(timeout=300)
+    (record,) = done
+    assert record.status == "ok" and record.metrics["accuracy"] > 0
+    eager, int8 = record.deployed["eager"], record.deployed["int8"]
+    assert eager["status"] == "failed" and "the eager backend's process died from SIGKILL" in eager["reason"]
+    assert int8["status"] == "ok" and int8["metrics"] != {}

@@ -10,14 +10,16 @@
 | `onnx` | exported to ONNX (dynamic batch and length axes), run by ONNX Runtime |
 | `onnx-int8` | that ONNX model through ONNX Runtime's dynamic int8 quantizer (convolutions stay fp32) |
 
-A backend a model or machine cannot run raises `Unsupported` with the reason; the phase
-records it as skipped. Every backend returns a `Deployed`: the module and the size of the
-artefact one would ship (bytes on disk).
+A backend this machine cannot run has its reason from `unsupported_reason`, known before any
+model is built; the phase records it as skipped without starting a process for it. Every
+backend returns a `Deployed`: the module and the size of the artefact one would ship (bytes on
+disk).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import logging
 import tempfile
@@ -32,10 +34,6 @@ from torch import nn
 from harness.deploy.capabilities import bf16_supported, int8_engine
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class Unsupported(Exception):
-    """This backend cannot run this model on this machine; the message says why."""
 
 
 @dataclass
@@ -98,12 +96,6 @@ def _eager(model: nn.Module, example: dict, device: torch.device, workdir: Path)
 
 def _autocast(dtype: torch.dtype):
     def build(model: nn.Module, example: dict, device: torch.device, workdir: Path) -> Deployed:
-        if dtype == torch.float16 and device.type != "cuda":
-            raise Unsupported("fp16 runs on CUDA only (CPUs have no fast fp16 matmul)")
-        if dtype == torch.bfloat16:
-            ok, reason = bf16_supported(device)
-            if not ok:
-                raise Unsupported(reason)
         shipped = copy.deepcopy(model).to(dtype)  # what one would ship: half-size weights
         return Deployed(Autocast(model, device, dtype), state_dict_bytes(shipped))
 
@@ -115,8 +107,6 @@ def _compile(model: nn.Module, example: dict, device: torch.device, workdir: Pat
 
 
 def _int8(model: nn.Module, example: dict, device: torch.device, workdir: Path) -> Deployed:
-    if device.type != "cpu":
-        raise Unsupported("PyTorch's dynamic int8 quantization runs on the CPU only")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
         from torch.ao.quantization import (
@@ -168,10 +158,6 @@ def export_onnx(model: nn.Module, example: dict, path: Path) -> Path:
 
 def _onnx(quantize: bool):
     def build(model: nn.Module, example: dict, device: torch.device, workdir: Path) -> Deployed:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            raise Unsupported('onnxruntime is not installed (pip install -e ".[deploy]")') from None
         path = export_onnx(model, example, workdir / "model.onnx")
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -205,6 +191,22 @@ BACKENDS: dict[str, Callable[[nn.Module, dict, torch.device, Path], Deployed]] =
     "onnx": _onnx(quantize=False),
     "onnx-int8": _onnx(quantize=True),
 }
+
+
+def unsupported_reason(name: str, device: torch.device) -> str | None:
+    """Why this machine cannot run backend `name` at all, or None where it can."""
+    if name == "fp16" and device.type != "cuda":
+        return "fp16 runs on CUDA only (CPUs have no fast fp16 matmul)"
+    if name == "bf16":
+        ok, reason = bf16_supported(device)
+        return None if ok else reason
+    if name == "int8" and device.type != "cpu":
+        return "PyTorch's dynamic int8 quantization runs on the CPU only"
+    if name.startswith("onnx") and importlib.util.find_spec("onnxruntime") is None:
+        return 'onnxruntime is not installed (pip install -e ".[deploy]")'
+    return None
+
+
 # backends that compute in fp32 as eager does: their outputs must agree with eager's closely
 EXACT = {"eager", "compile", "onnx"}
 

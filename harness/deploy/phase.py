@@ -1,22 +1,33 @@
 """The deploy phase of a cell: after evaluation, the trained model under each requested
 backend, on the same real evaluation rows, with its own metrics, speed, memory and size.
 
+Each backend, eager included, runs in a fresh process started from the trained model saved
+whole. Why: a process's resident memory is one figure for everything it ever loaded, so in one
+process each backend's peak would also hold what the backends before it left behind (inductor,
+ONNX Runtime, the fp32 model an int8 copy was made from), and a backend that crashes its
+process (a segfaulting kernel) would take the cell and its training with it. In its own
+process a backend's peak is what serving it takes: the interpreter and the libraries it needs,
+the deployed artefact, the activations; the same for every backend, in any order.
+
 For each backend, in order:
-1. prepare it (export, quantize, compile); a backend the model or machine cannot run is
-   `skipped` with its reason, one that breaks is `failed` with its error; never a 0, never
-   a crash of the cell;
-2. check its outputs against eager's on up to `CHECK_ROWS` real rows: backends that compute
-   in fp32 (`compile`, `onnx`) must agree within `EXACT_TOLERANCE` or fail; the others
-   (bf16, fp16, int8) report their largest difference, and their accuracy says the rest;
+1. skip it, with its reason and without a process, where this machine cannot run it
+   (`unsupported_reason`);
+2. prepare it (export, quantize, compile); one that breaks, or kills its process, is `failed`
+   with its error: never a 0, never a crash of the cell;
 3. warm up on the largest and the smallest batch (for `compile` this is where compilation
    happens, timed as `prepare_seconds` with the export or quantization of the others);
-4. time the full evaluation pass at the eval batch size (examples/s), compute every task
-   metric from its outputs, time batch-1 latency (p50/p95), and read the phase's peak
-   memory (CUDA peak allocated; on a CPU the peak resident set, reset for the phase).
+4. drop what only preparing needed, start the memory mark (CUDA peak allocated; on a CPU the
+   peak resident set), and check the outputs against eager's on up to `CHECK_ROWS` real rows:
+   backends that compute in fp32 (`eager`, `compile`, `onnx`) must agree within
+   `EXACT_TOLERANCE` or fail; the others (bf16, fp16, int8) report their largest difference,
+   and their accuracy says the rest;
+5. time the full evaluation pass at the eval batch size (examples/s), compute every task
+   metric from its outputs, time batch-1 latency (p50/p95), and read the memory mark.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -27,8 +38,11 @@ import torch
 from torch import nn
 
 from harness import measure
+from harness.allocator import keep_freed_memory
 from harness.batching import Encoded, collate, eval_batches
-from harness.deploy.backends import BACKENDS, EXACT, Unsupported, workdir
+from harness.deploy.backends import BACKENDS, EXACT, unsupported_reason, workdir
+from harness.executors.base import CellFailure
+from harness.executors.child import run_in_child
 from harness.tasks.metrics import compute_metrics
 from harness.train import predict, synchronize, to_device
 
@@ -78,19 +92,25 @@ def run_backend(
     device: torch.device,
     reference: np.ndarray,
 ) -> tuple[BackendResult, dict[str, np.ndarray]]:
-    """One backend from preparation to figures; its outputs per evaluation split."""
+    """One backend from preparation to figures; its outputs per evaluation split.
+
+    Takes the caller's only reference to `model` where it can: once prepared, a backend that
+    does not compute with the trained module itself (int8, ONNX) lets it go before its memory
+    is measured."""
     first = next(iter(eval_enc.values()))
     check = _sample(first, CHECK_ROWS)
     example = collate(first, np.arange(min(4, len(first))))
-    measure.reset_peak_rss()
-    measure.reset_cuda_peaks(device)
     started = time.perf_counter()
     with workdir() as folder:
         try:
             deployed = BACKENDS[name](model, example, device, Path(folder))
+            del model
             module = deployed.module
             warm_up(module, first, batch_size, device)
             prepare_seconds = time.perf_counter() - started
+            gc.collect()
+            measure.reset_peak_rss()
+            measure.reset_cuda_peaks(device)
             outputs_check = predict(module, check, batch_size, device, amp=False)
             diff = float(np.max(np.abs(outputs_check - reference))) if len(reference) else 0.0
             if name in EXACT and diff > EXACT_TOLERANCE:
@@ -110,8 +130,6 @@ def run_backend(
             result.latency_p50_ms, result.latency_p95_ms = measure.latency_ms(
                 module, first, device, amp=False
             )
-        except Unsupported as why:
-            return BackendResult("skipped", reason=str(why)), {}
         except Exception as error:  # a broken export or kernel: this backend failed, the cell goes on
             lines = traceback.format_exception_only(type(error), error)
             return BackendResult("failed", reason=lines[-1].strip()[:500]), {}
@@ -119,6 +137,33 @@ def run_backend(
     result.peak_mb = cuda_peak if cuda_peak is not None else measure.peak_rss_mb()
     result.memory_kind = "CUDA" if cuda_peak is not None else "RSS"
     return result, outputs
+
+
+def serve_backend(
+    name: str,
+    saved_model: Path,
+    eval_enc: dict[str, Encoded],
+    metrics: list[str],
+    batch_size: int,
+    device_name: str,
+    threads: int,
+    reference: np.ndarray,
+    emit=None,
+) -> tuple[BackendResult, dict[str, np.ndarray]]:
+    """`run_backend` as the body of a fresh process (`run_in_child`, whose `emit` it has no use
+    for): the cell's threads and allocator settings, the trained model loaded from disk."""
+    keep_freed_memory()
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    return run_backend(
+        name,
+        torch.load(saved_model, map_location=device, weights_only=False),  # run_backend's alone
+        eval_enc,
+        metrics,
+        batch_size,
+        device,
+        reference,
+    )
 
 
 def deploy_phase(
@@ -130,20 +175,31 @@ def deploy_phase(
     device: torch.device,
     eager: BackendResult,
 ) -> tuple[dict[str, BackendResult], dict[str, dict[str, np.ndarray]]]:
-    """Every requested backend in turn: results by backend, and outputs by backend and split.
+    """Every requested backend in turn, eager first, each in a fresh process: results by
+    backend, and outputs by backend and split (eager's are the cell's own predictions).
 
-    `eager` is the cell's own evaluation (warmed up and timed the same way), so the eager
-    model is not evaluated twice."""
-    results, outputs = {"eager": eager}, {}
-    if backends == ["eager"]:  # the default: nothing to check against, nothing more to run
-        return results, outputs
+    `eager` is the cell's own evaluation: the eager row when no other backend is asked for,
+    with nothing to compare it with, so that no process is started."""
+    if backends == ["eager"]:
+        return {"eager": eager}, {}
     model.eval()
     first = next(iter(eval_enc.values()))
     reference = predict(model, _sample(first, CHECK_ROWS), batch_size, device, amp=False)
-    for name in backends:
-        if name == "eager":
-            continue
-        results[name], outputs[name] = run_backend(
-            name, model, eval_enc, metrics, batch_size, device, reference
-        )
+    results: dict[str, BackendResult] = {}
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    with workdir() as folder:
+        saved_model = Path(folder) / "trained.pt"
+        torch.save(model, saved_model)
+        for name in ["eager", *(name for name in backends if name != "eager")]:
+            reason = unsupported_reason(name, device)
+            if reason is not None:
+                results[name] = BackendResult("skipped", reason=reason)
+                continue
+            args = (name, saved_model, eval_enc, metrics, batch_size, str(device), torch.get_num_threads())
+            outcome = run_in_child(serve_backend, (*args, reference), who=f"the {name} backend's process")
+            if isinstance(outcome, CellFailure):
+                results[name] = BackendResult("failed", reason=outcome.error)
+            else:
+                results[name], outputs[name] = outcome
+    outputs.pop("eager", None)
     return results, outputs

@@ -4,7 +4,8 @@ its death named.
 Why a process: a segfault, an out-of-memory kill or a leaked allocation ends with the
 child, and the child's memory high-water mark is its own. Why "spawn": a fork of a
 process that has started threads (torch, tokenizers) can deadlock. The local executor
-runs each cell this way and `harness profile` each (model, length) point.
+runs each cell this way, a cell each deploy backend, and `harness profile` each (model,
+length) point.
 
 The child dies with its parent (Linux `PR_SET_PDEATHSIG`): a driver killed with
 `kill -9` does not leave an orphan training on, competing with the run that resumes it.
@@ -102,7 +103,9 @@ def run_in_child(
     """
     context = mp.get_context("spawn")
     channel = context.Queue()
-    process = context.Process(target=_child_main, args=(function, args, channel), daemon=True)
+    # not a daemon: a cell's process starts processes of its own (one per deploy backend), which
+    # multiprocessing forbids a daemon; the `finally` below and PR_SET_PDEATHSIG end it instead
+    process = context.Process(target=_child_main, args=(function, args, channel))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     outcome: Any = None
     finished = False

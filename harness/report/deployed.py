@@ -2,9 +2,9 @@
 
 From the records' `deployed` field (see `harness/deploy/phase.py`). Per (model, backend):
 the primary metric's mean over seeds and its change from eager, inference examples/s and
-the speed-up over eager, batch-1 latency p50/p95, peak memory of the phase (on a CPU the
-process's resident set: it also holds the libraries and caches earlier backends loaded), artefact size,
-preparation time (export, quantization, compilation). A backend whose primary metric
+the speed-up over eager, batch-1 latency p50/p95, peak memory of serving it (each backend in
+a process of its own: on a CPU its resident set, the interpreter and libraries included),
+artefact size, preparation time (export, quantization, compilation). A backend whose primary metric
 drops by more than the suite's `deploy_tolerance` points is flagged. A backend skipped or
 failed on every seed shows why.
 """
