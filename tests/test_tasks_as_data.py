@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from sklearn.metrics import f1_score, roc_auc_score
 
 from harness.cell import run_cell
@@ -91,7 +92,14 @@ def test_a_csv_and_a_jsonl_task_with_string_labels_run_end_to_end(user_project, 
     assert set(reviews.iloc[0]["metrics"]) == {"accuracy", "f1_macro", "roc_auc"}
     assert reviews.iloc[0]["label_names"] == ["negative", "positive"]  # sorted set of train labels
     assert records[records.task == "pairs"].iloc[0]["label_names"] == ["not_entailment", "entailment"]
-    assert (reviews["metric.accuracy"] > 65).all()  # 3,000 real SST-2 sentences are learnable
+    # 3,000 real SST-2 sentences are learnable: every seed far above the majority class of the
+    # 300 test rows (a label mix-up lands at or below it). Across seeds and CPUs the cnn reads
+    # 64-71, so the bar is a significance level, not a figure inside that spread.
+    test_labels = pd.read_csv(user_project / "tasks" / "data" / "test.csv")["mood"]
+    majority = test_labels.value_counts(normalize=True).max()
+    for accuracy in reviews["metric.accuracy"]:
+        correct = round(accuracy / 100 * len(test_labels))
+        assert stats.binomtest(correct, len(test_labels), majority, alternative="greater").pvalue < 1e-4
     # the same rows through the CSV builder and through the Hub-style loader: the same result
     sst2 = records[records.task == "sst2"].set_index("seed")["metric.accuracy"]
     assert reviews.set_index("seed")["metric.accuracy"].to_dict() == sst2.to_dict()
