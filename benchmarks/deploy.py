@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -37,22 +38,64 @@ def fmt(value, spec: str = ".2f") -> str:
     return "" if value is None else format(value, spec)
 
 
+def onnxruntime_matmul_peak(threads: int, size: int = 2048, seconds: float = 2.0) -> float | None:
+    """ONNX Runtime's own fp32 GEMM (MLAS) on the square matmul the peak is measured with, best
+    of repeats for about `seconds`: whether the ceiling is the machine's or only torch's BLAS's.
+    None without onnxruntime."""
+    try:
+        import numpy as np
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    square = [size, size]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "matmul",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, square) for name in ("a", "b")],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, square)],
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    generator = np.random.default_rng(0)
+    feed = {name: generator.standard_normal(square, dtype=np.float32) for name in ("a", "b")}
+    for _ in range(2):
+        session.run(None, feed)
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        session.run(None, feed)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
 def roofline(eager: pd.Series) -> list[str]:
     """How close eager fp32 inference already is to this machine's fp32 matmul peak (measured
-    now, in fresh processes, with the cell's threads): what an fp32 backend could still gain."""
+    now, in fresh processes, with the cell's threads): what an fp32 backend could still gain.
+    ONNX Runtime's own GEMM is timed beside it, so the ceiling is not one library's."""
     from harness.profile import measure_peaks  # imports torch: not before the suite has run
 
-    peaks = measure_peaks("cpu", int(eager["threads"]))
+    threads = int(eager["threads"])
+    peaks = measure_peaks("cpu", threads)
     achieved = eager["flops_per_example"] * eager["infer_examples_per_s"]
     fp32, bf16 = peaks["float32"], peaks["bfloat16"]
     if not fp32 or not achieved:
         return ["Headroom: not measured."]
     bf16_text = f", bf16 peak {bf16 / 1e9:,.0f} GFLOP/s" if bf16 else ""
+    onnxruntime_peak = onnxruntime_matmul_peak(threads)
+    onnxruntime_text = (
+        f" (ONNX Runtime's own GEMM on the same 2048² matmul: {onnxruntime_peak / 1e9:,.0f} GFLOP/s)"
+        if onnxruntime_peak
+        else ""
+    )
     return [
         f"Headroom: eager fp32 MiniLM computes {achieved / 1e9:,.0f} GFLOP/s at batch 128 (forward FLOPs "
         f"of a mean-length row × examples/s; padding not counted), {achieved / fp32:.0%} of this machine's "
-        f"fp32 dense-matmul peak of {fp32 / 1e9:,.0f} GFLOP/s measured after the run{bf16_text}: the "
-        f"peak leaves an fp32 backend (ONNX Runtime) {fp32 / achieved:.2f}× of headroom at this batch."
+        f"fp32 dense-matmul peak of {fp32 / 1e9:,.0f} GFLOP/s measured after the run{onnxruntime_text}"
+        f"{bf16_text}: the peak leaves an fp32 backend (ONNX Runtime) {fp32 / achieved:.2f}× of headroom "
+        "at this batch."
     ]
 
 
