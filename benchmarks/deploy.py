@@ -79,7 +79,8 @@ def roofline(eager: pd.Series) -> list[str]:
 
     threads = int(eager["threads"])
     peaks = measure_peaks("cpu", threads)
-    achieved = eager["flops_per_example"] * eager["infer_examples_per_s"]
+    # the eager backend's own process, the figure the speed-ups divide by (not the cell's evaluation)
+    achieved = eager["flops_per_example"] * eager["deployed"]["eager"]["infer_examples_per_s"]
     fp32, bf16 = peaks["float32"], peaks["bfloat16"]
     if not fp32 or not achieved:
         return ["Headroom: not measured."]
