@@ -100,6 +100,33 @@ def timed_predict(
     return outputs, len(data) / (time.perf_counter() - start)
 
 
+def fastest_rate(
+    model: nn.Module,
+    data: Encoded,
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
+    first_rate: float,
+    budget_s: float = 10.0,
+    max_passes: int = 5,
+) -> float:
+    """Examples per second of the fastest whole pass: `first_rate` (the pass whose outputs
+    were scored) and more passes while `budget_s` lasts, `max_passes` in all.
+
+    Why the fastest: the backends of a cell are timed one after another, on a machine other
+    jobs share; a burst of contention slows whichever pass it lands in and would be read as
+    that backend's cost (MiniLM's int8 on SST-2 dev read 1.92× to 2.62× eager across three
+    single-pass runs). Contention only ever adds time, so the fastest pass is the estimate
+    least moved by it, as `timeit` reports. A pass longer than the budget runs once."""
+    if len(data) == 0:
+        return first_rate
+    rates = [first_rate]
+    deadline = time.perf_counter() + budget_s
+    while len(rates) < max_passes and time.perf_counter() + len(data) / max(rates) < deadline:
+        rates.append(timed_predict(model, data, batch_size, device, amp)[1])
+    return max(rates)
+
+
 @torch.no_grad()
 def latency_ms(
     model: nn.Module,

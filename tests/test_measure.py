@@ -101,6 +101,22 @@ def test_twice_the_work_reads_as_half_the_examples_per_second(one_thread):
     assert 0.35 <= ratio <= 0.7, rates
 
 
+def test_a_pass_slowed_from_outside_is_not_read_as_the_models_speed(one_thread):
+    """The deploy phase keeps the fastest of a few whole passes: a first pass that a burst of
+    contention slowed (here: sleeps in its first 4 batches) does not become the figure, and the
+    repeats stop at `max_passes` or when the budget cannot fit another pass."""
+    from harness.measure import fastest_rate, timed_predict
+
+    data = synthetic(rows=8 * 32, length=16)
+    model = SlowStart(slow_calls=4, seconds=0.05).eval()
+    _, slowed = timed_predict(model, data, 32, CPU, amp=False)
+    assert model.calls == 8 and slowed < len(data) / 0.2  # the 0.2 s of sleep is in it
+    best = fastest_rate(model, data, 32, CPU, False, slowed, budget_s=30.0, max_passes=3)
+    assert model.calls == 8 * 3 and best > 3 * slowed
+    assert fastest_rate(model, data, 32, CPU, False, slowed, budget_s=0.0) == slowed
+    assert model.calls == 8 * 3  # no pass fits a spent budget
+
+
 def test_the_steady_state_window_skips_warm_up_steps(one_thread):
     batch, steps, warmup, nap = 16, 60, 5, 0.25
     data = synthetic(rows=batch * steps, length=16)
