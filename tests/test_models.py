@@ -254,7 +254,10 @@ def test_model_overfits_a_batch_of_real_sentences(name, sst2, tokenizer):
     stats = train(model, encoded, settings, seed=0, device=CPU)
     accuracy = (to_predictions(predict(model, encoded, 32, CPU)) == encoded.labels).mean()
     assert stats.steps == steps
-    assert stats.history[-1]["train_loss"] < 0.1 * stats.history[0]["train_loss"]
+    # the last five steps' mean: each step's loss is taken under dropout, and in one full-suite
+    # run the LSTM's last step read 0.16 of its first, where runs alone read 1e-4 to 4e-3
+    last_steps = np.mean([epoch["train_loss"] for epoch in stats.history[-5:]])
+    assert last_steps < 0.1 * stats.history[0]["train_loss"]
     assert accuracy >= 0.95, f"{name}: train accuracy {accuracy:.2f} after {steps} steps"
 
 
