@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +41,8 @@ def onnxruntime_matmul_peak(threads: int, size: int = 2048, seconds: float = 2.0
     """ONNX Runtime's own fp32 GEMM (MLAS) on the square matmul the peak is measured with, best
     of repeats for about `seconds`: whether the ceiling is the machine's or only torch's BLAS's.
     None without onnxruntime."""
+    from harness.profile import fastest_call_seconds  # imports torch: not before the suite has run
+
     try:
         import numpy as np
         import onnxruntime as ort
@@ -61,14 +62,7 @@ def onnxruntime_matmul_peak(threads: int, size: int = 2048, seconds: float = 2.0
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     generator = np.random.default_rng(0)
     feed = {name: generator.standard_normal(square, dtype=np.float32) for name in ("a", "b")}
-    for _ in range(2):
-        session.run(None, feed)
-    best, deadline = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        session.run(None, feed)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    return 2 * size**3 / fastest_call_seconds(lambda: session.run(None, feed), seconds)
 
 
 def roofline(eager: pd.Series) -> list[str]:

@@ -266,16 +266,26 @@ def matmul_peak_flops(
     device, dtype = torch.device(device_name), getattr(torch, dtype_name)
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    for _ in range(2):
+
+    def product() -> None:
         a @ b
+        synchronize(device)
+
+    synchronize(device)
+    return 2 * size**3 / fastest_call_seconds(product, seconds)
+
+
+def fastest_call_seconds(call: Callable[[], object], seconds: float, warmup: int = 2) -> float:
+    """The shortest wall time of `call()` over repeats for about `seconds`, after `warmup`
+    calls: a peak is what the hardware does when nothing gets in its way."""
+    for _ in range(warmup):
+        call()
     best, deadline = math.inf, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        synchronize(device)
         start = time.perf_counter()
-        a @ b
-        synchronize(device)
+        call()
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    return best
 
 
 def _peak(args: tuple, emit) -> float:
