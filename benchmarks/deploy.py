@@ -65,6 +65,20 @@ def onnxruntime_matmul_peak(threads: int, size: int = 2048, seconds: float = 2.0
     return 2 * size**3 / fastest_call_seconds(lambda: session.run(None, feed), seconds)
 
 
+def eager_windows(ok: pd.DataFrame) -> str:
+    """Eager's examples/s in its two processes, first and last in each cell: how far the machine
+    moved while the cell ran, beside ratios whose goals have margins of that size."""
+    windows = [
+        f"{model} " + " and ".join(f"{rate:,.1f}" for rate in deployed["eager"].get("rates_by_process", []))
+        for model, deployed in zip(ok["model"], ok["deployed"], strict=True)
+    ]
+    return (
+        "Eager examples/s in the cell's first and last backend process (speed-ups divide by the faster): "
+        + "; ".join(windows)
+        + "."
+    )
+
+
 def roofline(eager: pd.Series) -> list[str]:
     """How close eager fp32 inference already is to this machine's fp32 matmul peak (measured
     now, in fresh processes, with the cell's threads): what an fp32 backend could still gain.
@@ -156,6 +170,7 @@ def main() -> int:
             f"accuracy {bf16['metric.accuracy']:.2f} vs {fp32['metric.accuracy']:.2f} ({gap:+.2f}) "
             f"— {'met' if met else 'MISSED'}"
         )
+    lines += ["", eager_windows(ok)]
     if MODEL in by_model.index:
         lines += ["", *roofline(by_model.loc[MODEL])]
     args.out.parent.mkdir(parents=True, exist_ok=True)

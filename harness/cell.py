@@ -153,6 +153,7 @@ def run_cell(
         "ok",
         metrics=dict(metrics),
         infer_examples_per_s=float(np.mean(infer_rates)),
+        rates_by_process=[float(np.mean(infer_rates))],
         latency_p50_ms=p50,
         latency_p95_ms=p95,
         peak_mb=infer_alloc if infer_alloc is not None else measure.peak_rss_mb(),

@@ -25,6 +25,11 @@ For each backend, in order:
    outputs, repeat the pass while a budget lasts and keep the fastest pass's examples/s
    (`measure.fastest_rate`: contention on a shared machine only ever adds time), time batch-1
    latency (p50/p95), and read the memory mark.
+
+Eager is timed twice, first and again after the last backend, and keeps the faster figures of
+its two processes (`best_of`). Every speed-up divides by eager's figure, so a slow minute that
+lands on eager's one window would inflate all of them; with eager bracketing the others, such a
+minute can only make a speed-up read low. It costs one process more per cell.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from __future__ import annotations
 import gc
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +70,8 @@ class BackendResult:
     size_mb: float | None = None
     prepare_seconds: float | None = None
     max_abs_diff: float | None = None  # against eager's outputs on the checked rows
+    # examples/s in each process that timed it, in order: one, or eager's two (first and last)
+    rates_by_process: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,6 +136,7 @@ def run_backend(
                 rates.append(measure.fastest_rate(module, encoded, batch_size, device, False, rate))
                 result.metrics.update(compute_metrics(metrics, out, encoded.labels, suffix=split))
             result.infer_examples_per_s = float(np.mean(rates))
+            result.rates_by_process = [result.infer_examples_per_s]
             result.latency_p50_ms, result.latency_p95_ms = measure.latency_ms(
                 module, first, device, amp=False
             )
@@ -139,6 +147,22 @@ def run_backend(
     result.peak_mb = cuda_peak if cuda_peak is not None else measure.peak_rss_mb()
     result.memory_kind = "CUDA" if cuda_peak is not None else "RSS"
     return result, outputs
+
+
+def best_of(first: BackendResult, second: BackendResult) -> BackendResult:
+    """One backend timed in two processes: the faster of each speed figure (contention only
+    ever adds time, as in `measure.fastest_rate`); metrics, size and memory from the first."""
+    rates = first.rates_by_process + second.rates_by_process
+    latencies = {
+        field_name: [getattr(r, field_name) for r in (first, second) if getattr(r, field_name) is not None]
+        for field_name in ("latency_p50_ms", "latency_p95_ms")
+    }
+    return replace(
+        first,
+        infer_examples_per_s=max(rates, default=None),
+        rates_by_process=rates,
+        **{field_name: min(values, default=None) for field_name, values in latencies.items()},
+    )
 
 
 def serve_backend(
@@ -192,16 +216,25 @@ def deploy_phase(
     with workdir() as folder:
         saved_model = Path(folder) / "trained.pt"
         torch.save(model, saved_model)
+
+        def serve(name: str) -> tuple[BackendResult, dict[str, np.ndarray]]:
+            args = (name, saved_model, eval_enc, metrics, batch_size, str(device), torch.get_num_threads())
+            outcome = run_in_child(serve_backend, (*args, reference), who=f"the {name} backend's process")
+            if isinstance(outcome, CellFailure):
+                return BackendResult("failed", reason=outcome.error), {}
+            return outcome
+
         for name in ["eager", *(name for name in backends if name != "eager")]:
             reason = unsupported_reason(name, device)
             if reason is not None:
                 results[name] = BackendResult("skipped", reason=reason)
                 continue
-            args = (name, saved_model, eval_enc, metrics, batch_size, str(device), torch.get_num_threads())
-            outcome = run_in_child(serve_backend, (*args, reference), who=f"the {name} backend's process")
-            if isinstance(outcome, CellFailure):
-                results[name] = BackendResult("failed", reason=outcome.error)
-            else:
-                results[name], outputs[name] = outcome
+            results[name], outputs[name] = serve(name)
+        if results["eager"].status == "ok" and any(
+            result.status == "ok" for name, result in results.items() if name != "eager"
+        ):
+            again, _ = serve("eager")
+            if again.status == "ok":
+                results["eager"] = best_of(results["eager"], again)
     outputs.pop("eager", None)
     return results, outputs
