@@ -287,3 +287,37 @@ def test_a_ctrl_c_while_a_cell_process_starts_is_held_back_not_lost_and_the_chil
         process.kill()
         process.join()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+UNGUARDED_SCRIPT = """
+from harness.executors.child import run_in_child
+
+
+def count(data, emit):
+    return len(data)
+
+
+print(run_in_child(count, (b"x" * 200_000,)))  # no `if __name__ == "__main__":` around it
+"""
+
+
+def test_a_script_without_a_main_guard_gets_a_message_not_a_hang(tmp_path):
+    """A spawned child first re-runs the top level of the script that started it; unguarded,
+    that re-run starts a process of its own and the child dies while starting. With its
+    arguments (here 200 KB) in the process object, the parent once blocked forever writing them
+    to a pipe nobody read; now it returns a failure that names the missing guard."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "CellFailure" in result.stdout and "exited with code 1 while starting" in result.stdout
+    assert 'if __name__ == "__main__":' in result.stdout
+    assert list(scratch.iterdir()) == []  # the file that carried the work is gone

@@ -9,15 +9,24 @@ length) point.
 
 The child dies with its parent (Linux `PR_SET_PDEATHSIG`): a driver killed with
 `kill -9` does not leave an orphan training on, competing with the run that resumes it.
+
+The work (function and arguments) travels in a file, not in the process object: spawn writes
+the process object into a pipe whose reading end the parent holds open until the write ends,
+so a child that died while starting (a script calling the harness without an
+`if __name__ == "__main__":` guard, re-run by the child's bootstrap) blocked the parent forever
+once the arguments passed the pipe's 64 KiB. Now such a child's exit is read and named.
 """
 
 from __future__ import annotations
 
 import ctypes
 import multiprocessing as mp
+import os
+import pickle
 import queue as queue_module
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -32,12 +41,19 @@ POLL_S = 0.5
 EmitFn = Callable[[Any], None]
 
 
-def exit_reason(code: int | None, who: str = "the child process") -> str:
-    """Why a child ended without a result, in words: the signal by name, or the exit code."""
+def exit_reason(code: int | None, who: str = "the child process", started: bool = True) -> str:
+    """Why a child ended without a result, in words: the signal by name, or the exit code, and
+    the likely cause where it exited before running the work at all."""
     if code is not None and code < 0:
         name = signal.Signals(-code).name
         hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
         return f"{who} died from {name}{hint}"
+    if not started:
+        return (
+            f"{who} exited with code {code} while starting, before it ran anything: a spawned process "
+            "first re-runs the top level of the script that started it, so that script must keep its "
+            'entry point under `if __name__ == "__main__":` (the error above this message says more)'
+        )
     return f"{who} exited with code {code} before reporting a result"
 
 
@@ -79,9 +95,12 @@ def sigint_deferred():
         signal.raise_signal(signal.SIGINT)  # as if it arrived now, to the handler of now
 
 
-def _child_main(function: Callable[..., Any], args: tuple, channel) -> None:
+def _child_main(work: str, channel) -> None:
     _die_with_parent()
+    channel.put(("started", None))
     try:
+        with open(work, "rb") as file:
+            function, args = pickle.load(file)
         result = function(*args, emit=lambda event: channel.put(("event", event)))
         channel.put(("result", result))
     except BaseException as error:  # everything, KeyboardInterrupt too: the parent decides
@@ -103,12 +122,15 @@ def run_in_child(
     """
     context = mp.get_context("spawn")
     channel = context.Queue()
+    work = tempfile.NamedTemporaryFile(prefix="harness-work-", suffix=".pkl", delete=False)
+    with work:
+        pickle.dump((function, args), work, protocol=pickle.HIGHEST_PROTOCOL)
     # not a daemon: a cell's process starts processes of its own (one per deploy backend), which
     # multiprocessing forbids a daemon; the `finally` below and PR_SET_PDEATHSIG end it instead
-    process = context.Process(target=_child_main, args=(function, args, channel))
+    process = context.Process(target=_child_main, args=(work.name, channel))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     outcome: Any = None
-    finished = False
+    finished = started = False
     try:
         with sigint_deferred():  # the mask is inherited: Ctrl-C is the parent's to handle
             process.start()
@@ -124,9 +146,12 @@ def run_in_child(
                 try:  # the result may have landed just as the process exited
                     kind, payload = channel.get(timeout=1.0)
                 except queue_module.Empty:
-                    outcome, finished = CellFailure(exit_reason(process.exitcode, who), ""), True
+                    outcome = CellFailure(exit_reason(process.exitcode, who, started), "")
+                    finished = True
                     break
-            if kind == "event":
+            if kind == "started":
+                started = True
+            elif kind == "event":
                 on_event(payload)
             else:
                 outcome, finished = payload, True
@@ -137,4 +162,5 @@ def run_in_child(
             process.kill()
             process.join(timeout=5)
         channel.close()
+        os.unlink(work.name)
     return outcome
