@@ -255,24 +255,18 @@ def test_a_backend_timed_twice_keeps_the_faster_speed_figures_and_its_first_metr
     each speed figure is the faster one; what does not depend on timing stays the first's."""
     from harness.deploy.phase import BackendResult, best_of
 
-    first = BackendResult(
-        "ok",
-        metrics={"accuracy": 80.0},
-        infer_examples_per_s=150.0,
-        latency_p50_ms=4.0,
-        latency_p95_ms=9.0,
-        peak_mb=500.0,
-        rates_by_process=[150.0],
-    )
-    last = BackendResult(
-        "ok",
-        metrics={"accuracy": 80.0},
-        infer_examples_per_s=240.0,
-        latency_p50_ms=5.0,
-        latency_p95_ms=6.0,
-        peak_mb=520.0,
-        rates_by_process=[240.0],
-    )
+    def timed(rate: float, p50: float, p95: float, peak: float) -> BackendResult:
+        return BackendResult(
+            "ok",
+            metrics={"accuracy": 80.0},
+            infer_examples_per_s=rate,
+            latency_p50_ms=p50,
+            latency_p95_ms=p95,
+            peak_mb=peak,
+            rates_by_process=[rate],
+        )
+
+    first, last = timed(150.0, 4.0, 9.0, 500.0), timed(240.0, 5.0, 6.0, 520.0)
     best = best_of(first, last)
     assert best.infer_examples_per_s == 240.0 and best.rates_by_process == [150.0, 240.0]
     assert (best.latency_p50_ms, best.latency_p95_ms) == (4.0, 6.0)
