@@ -26,10 +26,13 @@ For each backend, in order:
    (`measure.fastest_rate`: contention on a shared machine only ever adds time), time batch-1
    latency (p50/p95), and read the memory mark.
 
-Eager is timed twice, first and again after the last backend, and keeps the faster figures of
-its two processes (`best_of`). Every speed-up divides by eager's figure, so a slow minute that
-lands on eager's one window would inflate all of them; with eager bracketing the others, such a
-minute can only make a speed-up read low. It costs one process more per cell.
+Every backend that ran is then served a second time, in the mirrored order (eager, A, B, then
+B, A, eager), and keeps the faster speed figures of its two processes (`best_of`). Why: a
+shared machine drifts by 10–35% within one cell (eager's two windows in the AMD benchmark run
+20261206-042721), and a backend timed only once wears whatever minute it landed in. Mirrored,
+each backend's two windows sit at mirrored times, and eager, which every speed-up divides by,
+brackets all the others: a slow minute on eager can no longer inflate every speed-up. It costs
+one more process per backend.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class BackendResult:
     size_mb: float | None = None
     prepare_seconds: float | None = None
     max_abs_diff: float | None = None  # against eager's outputs on the checked rows
-    # examples/s in each process that timed it, in order: one, or eager's two (first and last)
+    # examples/s in each process that timed it, in order (the deploy phase's two windows)
     rates_by_process: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -151,7 +154,9 @@ def run_backend(
 
 def best_of(first: BackendResult, second: BackendResult) -> BackendResult:
     """One backend timed in two processes: the faster of each speed figure (contention only
-    ever adds time, as in `measure.fastest_rate`); metrics, size and memory from the first."""
+    ever adds time, as in `measure.fastest_rate`); metrics, size and memory from the first
+    (the second computes the same outputs: fp32 backends are checked against eager's, and a
+    quantized model is quantized from the same weights)."""
     rates = first.rates_by_process + second.rates_by_process
     latencies = {
         field_name: [getattr(r, field_name) for r in (first, second) if getattr(r, field_name) is not None]
@@ -201,8 +206,9 @@ def deploy_phase(
     device: torch.device,
     eager: BackendResult,
 ) -> tuple[dict[str, BackendResult], dict[str, dict[str, np.ndarray]]]:
-    """Every requested backend in turn, eager first, each in a fresh process: results by
-    backend, and outputs by backend and split (eager's are the cell's own predictions).
+    """Every requested backend in turn, eager first, each in a fresh process, then those that
+    ran once more in the mirrored order: results by backend, and outputs by backend and split
+    (from the first window; eager's are the cell's own predictions).
 
     `eager` is the cell's own evaluation: the eager row when no other backend is asked for,
     with nothing to compare it with, so that no process is started."""
@@ -230,11 +236,11 @@ def deploy_phase(
                 results[name] = BackendResult("skipped", reason=reason)
                 continue
             results[name], outputs[name] = serve(name)
-        if results["eager"].status == "ok" and any(
-            result.status == "ok" for name, result in results.items() if name != "eager"
-        ):
-            again, _ = serve("eager")
-            if again.status == "ok":
-                results["eager"] = best_of(results["eager"], again)
+        served = [name for name, result in results.items() if result.status == "ok"]
+        if "eager" in served and len(served) > 1:  # something to compare with eager
+            for name in reversed(served):
+                again, _ = serve(name)
+                if again.status == "ok":
+                    results[name] = best_of(results[name], again)
     outputs.pop("eager", None)
     return results, outputs
