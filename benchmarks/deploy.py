@@ -69,18 +69,31 @@ def onnxruntime_matmul_peak(threads: int, size: int = 2048, seconds: float = 2.0
     return 2 * size**3 / fastest_call_seconds(lambda: session.run(None, feed), seconds)
 
 
-def eager_windows(ok: pd.DataFrame) -> str:
-    """Eager's examples/s in its two processes, first and last in each cell: how far the machine
-    moved while the cell ran, beside ratios whose goals have margins of that size."""
-    windows = [
-        f"{model} " + " and ".join(f"{rate:,.1f}" for rate in deployed["eager"].get("rates_by_process", []))
+def timing_windows(ok: pd.DataFrame) -> list[str]:
+    """Each backend's examples/s in its two processes (the mirrored sweeps: eager first and
+    last): how far the machine moved while a cell ran, beside ratios whose goals have margins
+    of that size. Eager for every model, every backend for MiniLM."""
+
+    def windows(result: dict) -> str:
+        return " and ".join(f"{rate:,.1f}" for rate in result.get("rates_by_process", []))
+
+    eager = "; ".join(
+        f"{model} {windows(deployed['eager'])}"
         for model, deployed in zip(ok["model"], ok["deployed"], strict=True)
-    ]
-    return (
-        "Eager examples/s in the cell's first and last backend process (speed-ups divide by the faster): "
-        + "; ".join(windows)
-        + "."
     )
+    lines = [
+        "Eager examples/s in the cell's first and last backend process (speed-ups divide by the "
+        f"faster): {eager}."
+    ]
+    minilm = ok[ok["model"] == MODEL]
+    if len(minilm):
+        backends = "; ".join(
+            f"{name} {windows(result)}"
+            for name, result in minilm["deployed"].iloc[0].items()
+            if result.get("status") == "ok"
+        )
+        lines += ["", f"{MODEL}, each backend's two processes (mirrored order): {backends}."]
+    return lines
 
 
 def roofline(eager: pd.Series) -> list[str]:
@@ -177,7 +190,7 @@ def main() -> int:
             f"minutes apart), accuracy {bf16['metric.accuracy']:.2f} vs {fp32['metric.accuracy']:.2f} "
             f"({gap:+.2f}) — {'met' if met else 'MISSED'}"
         )
-    lines += ["", eager_windows(ok)]
+    lines += ["", *timing_windows(ok)]
     if MODEL in by_model.index:
         lines += ["", *roofline(by_model.loc[MODEL])]
     args.out.parent.mkdir(parents=True, exist_ok=True)
