@@ -164,7 +164,14 @@ def run_cell(
     )
     on_progress(Progress("deploy", stats.epochs_run, settings.epochs, 0, 0))
     deployed, deployed_outputs = deploy_phase(
-        model, eval_enc, task.metrics, spec.deploy, settings.eval_batch_size, device, eager
+        model,
+        eval_enc,
+        task.metrics,
+        spec.deploy,
+        settings.eval_batch_size,
+        device,
+        eager,
+        spec.deploy_windows,
     )
     record.deployed = {name: result.to_dict() for name, result in deployed.items()}
     for frame, name in zip(frames, eval_enc, strict=True):

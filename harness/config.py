@@ -384,6 +384,13 @@ class Suite(Strict):
         ge=0,
         description="points of the primary metric a backend may lose against eager unflagged",
     )
+    deploy_windows: int = Field(
+        default=2,
+        ge=1,
+        le=5,
+        description="processes each deploy backend is timed in, in sweeps of alternating order; "
+        "the fastest counts (2: eager brackets the others, so drift cannot inflate a speed-up)",
+    )
 
     @field_validator("deploy")
     @classmethod
@@ -427,8 +434,8 @@ class CellSpec(Strict):
     """Everything one cell needs, fully resolved: it runs anywhere from this alone.
 
     `group`, `task_order` and `deploy_tolerance` are facts for the report (which group score the task counts
-    in, where the suite listed it); like `data_dir` they do not change what the cell
-    computes, so they are not part of its `config_hash`.
+    in, where the suite listed it), and `deploy_windows` how often a speed is taken, not what is
+    computed; like `data_dir` they are not part of its `config_hash`.
     """
 
     suite: str
@@ -444,6 +451,7 @@ class CellSpec(Strict):
     task_order: int = 0
     deploy: list[Backend] = Field(default_factory=lambda: ["eager"])
     deploy_tolerance: float = 1.0
+    deploy_windows: int = 2
     train_size: TrainSize | None = Field(
         default=None, description="a learning curve's point: rows, or `full`; None: not on a curve"
     )
@@ -459,7 +467,15 @@ class CellSpec(Strict):
         """Identity for `--resume`: what the cell computes, not where its data is read from.
         Fields added after the first stores enter only when set, so old hashes still match."""
         payload = self.model_dump(
-            exclude={"data_dir", "suite", "resources", "group", "task_order", "deploy_tolerance"}
+            exclude={
+                "data_dir",
+                "suite",
+                "resources",
+                "group",
+                "task_order",
+                "deploy_tolerance",
+                "deploy_windows",
+            }
         )
         payload["task"] = {
             k: v for k, v in payload["task"].items() if k not in ("title", "description", "group")

@@ -177,6 +177,7 @@ def expand_cells(
                             task_order=t_index,
                             deploy=ref.deploy or suite.deploy,
                             deploy_tolerance=suite.deploy_tolerance,
+                            deploy_windows=suite.deploy_windows,
                             train_size=size,
                             sweep_point=flat_point(point),
                             holdout=swept,

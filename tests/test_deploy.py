@@ -38,6 +38,7 @@ models:
                intermediate_size: 64}
       vocab_size: 2000
 deploy: [eager, bf16, fp16, int8, onnx, onnx-int8]
+deploy_windows: 1  # timed once each: two windows are test_each_backend_is_measured_in_a_process_of_its_own's
 threads: 2
 training: {epochs: 2, learning_rate: 2.0e-3, max_seq_length: 48, max_train_examples: 1500,
            max_eval_examples: 300}
@@ -76,6 +77,7 @@ def test_every_adapter_runs_every_backend_this_machine_has(deployed_store):
             assert result["infer_examples_per_s"] > 0 and result["size_mb"] > 0
             assert 0 < result["latency_p50_ms"] <= result["latency_p95_ms"]
             assert result["peak_mb"] > 100 and result["memory_kind"] == "RSS"
+            assert result["rates_by_process"] == [result["infer_examples_per_s"]]  # deploy_windows: 1
         assert deployed["onnx"]["max_abs_diff"] <= 1e-3  # fp32 export: eager's numbers
         if row.adapter in ("transformer", "hf"):  # int8 weights where the weights are linear layers
             assert deployed["int8"]["size_mb"] < deployed["eager"]["size_mb"]
@@ -173,7 +175,7 @@ def test_compile_times_compilation_apart_and_matches_eager(tmp_path):
     (tmp_path / "compile.yaml").write_text(
         "name: compile\ntasks: [{name: sst2, splits: {train: 'train[:1000]', eval: validation}}]\n"
         "models: [{adapter: transformer, params: {d_model: 32, num_heads: 2, d_ff: 64, num_layers: 1}}]\n"
-        "deploy: [compile]\nthreads: 2\n"
+        "deploy: [compile]\ndeploy_windows: 1\nthreads: 2\n"
         "training: {epochs: 1, max_seq_length: 48, max_train_examples: 500, max_eval_examples: 200}\n"
     )
     result = harness("run", "compile.yaml", "--store", "h.db", cwd=tmp_path)

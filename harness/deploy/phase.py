@@ -27,7 +27,8 @@ For each backend, in order:
    latency (p50/p95), and read the memory mark.
 
 Every backend that ran is then served a second time, in the mirrored order (eager, A, B, then
-B, A, eager), and keeps the faster speed figures of its two processes (`best_of`). Why: a
+B, A, eager), and keeps the faster speed figures of its two processes (`best_of`; the suite's
+`deploy_windows`, default 2, sets how many sweeps). Why: a
 shared machine drifts by 10–35% within one cell (eager's two windows in the AMD benchmark run
 20261206-042721), and a backend timed only once wears whatever minute it landed in. Mirrored,
 each backend's two windows sit at mirrored times, and eager, which every speed-up divides by,
@@ -205,10 +206,11 @@ def deploy_phase(
     batch_size: int,
     device: torch.device,
     eager: BackendResult,
+    windows: int = 2,
 ) -> tuple[dict[str, BackendResult], dict[str, dict[str, np.ndarray]]]:
     """Every requested backend in turn, eager first, each in a fresh process, then those that
-    ran once more in the mirrored order: results by backend, and outputs by backend and split
-    (from the first window; eager's are the cell's own predictions).
+    ran `windows - 1` more times in alternating order: results by backend, and outputs by
+    backend and split (from the first window; eager's are the cell's own predictions).
 
     `eager` is the cell's own evaluation: the eager row when no other backend is asked for,
     with nothing to compare it with, so that no process is started."""
@@ -238,9 +240,10 @@ def deploy_phase(
             results[name], outputs[name] = serve(name)
         served = [name for name, result in results.items() if result.status == "ok"]
         if "eager" in served and len(served) > 1:  # something to compare with eager
-            for name in reversed(served):
-                again, _ = serve(name)
-                if again.status == "ok":
-                    results[name] = best_of(results[name], again)
+            for window in range(1, windows):
+                for name in reversed(served) if window % 2 else served:
+                    again, _ = serve(name)
+                    if again.status == "ok":
+                        results[name] = best_of(results[name], again)
     outputs.pop("eager", None)
     return results, outputs
