@@ -149,11 +149,12 @@ def run_cell(
     first_eval = next(iter(eval_enc.values()))
     p50, p95 = measure.latency_ms(model, first_eval, device, settings.amp)
     total, trainable = measure.count_parameters(model)
+    infer_rate = float(np.mean(infer_rates))
     eager = BackendResult(
         "ok",
         metrics=dict(metrics),
-        infer_examples_per_s=float(np.mean(infer_rates)),
-        rates_by_process=[float(np.mean(infer_rates))],
+        infer_examples_per_s=infer_rate,
+        rates_by_process=[infer_rate],
         latency_p50_ms=p50,
         latency_p95_ms=p95,
         peak_mb=infer_alloc if infer_alloc is not None else measure.peak_rss_mb(),
@@ -197,7 +198,7 @@ def run_cell(
     record.train_seconds = stats.wall_seconds
     record.train_examples_per_s = stats.examples_per_s
     record.train_tokens_per_s = stats.tokens_per_s
-    record.infer_examples_per_s = float(np.mean(infer_rates))
+    record.infer_examples_per_s = infer_rate
     record.latency_p50_ms, record.latency_p95_ms = p50, p95
     record.peak_rss_mb = measure.cell_peak_rss_mb()
     record.cuda_peak_allocated_mb = max_or_none(train_alloc, infer_alloc)

@@ -158,16 +158,17 @@ def best_of(first: BackendResult, second: BackendResult) -> BackendResult:
     ever adds time, as in `measure.fastest_rate`); metrics, size and memory from the first
     (the second computes the same outputs: fp32 backends are checked against eager's, and a
     quantized model is quantized from the same weights)."""
+
+    def lower(a: float | None, b: float | None) -> float | None:
+        return min((value for value in (a, b) if value is not None), default=None)
+
     rates = first.rates_by_process + second.rates_by_process
-    latencies = {
-        field_name: [getattr(r, field_name) for r in (first, second) if getattr(r, field_name) is not None]
-        for field_name in ("latency_p50_ms", "latency_p95_ms")
-    }
     return replace(
         first,
         infer_examples_per_s=max(rates, default=None),
         rates_by_process=rates,
-        **{field_name: min(values, default=None) for field_name, values in latencies.items()},
+        latency_p50_ms=lower(first.latency_p50_ms, second.latency_p50_ms),
+        latency_p95_ms=lower(first.latency_p95_ms, second.latency_p95_ms),
     )
 
 
@@ -206,7 +207,7 @@ def deploy_phase(
     batch_size: int,
     device: torch.device,
     eager: BackendResult,
-    windows: int = 2,
+    windows: int,
 ) -> tuple[dict[str, BackendResult], dict[str, dict[str, np.ndarray]]]:
     """Every requested backend in turn, eager first, each in a fresh process, then those that
     ran `windows - 1` more times in alternating order: results by backend, and outputs by

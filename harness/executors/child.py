@@ -123,8 +123,12 @@ def run_in_child(
     context = mp.get_context("spawn")
     channel = context.Queue()
     work = tempfile.NamedTemporaryFile(prefix="harness-work-", suffix=".pkl", delete=False)
-    with work:
-        pickle.dump((function, args), work, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        with work:
+            pickle.dump((function, args), work, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:  # arguments that cannot be pickled: the caller's error, no file left
+        os.unlink(work.name)
+        raise
     # not a daemon: a cell's process starts processes of its own (one per deploy backend), which
     # multiprocessing forbids a daemon; the `finally` below and PR_SET_PDEATHSIG end it instead
     process = context.Process(target=_child_main, args=(work.name, channel))
