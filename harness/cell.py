@@ -204,7 +204,9 @@ def run_cell(
     record.cuda_peak_allocated_mb = max_or_none(train_alloc, infer_alloc)
     record.cuda_peak_reserved_mb = max_or_none(train_reserved, infer_reserved)
     record.params_total, record.params_trainable = total, trainable
-    record.flops_per_example = measure.flops_per_example(model, first_eval, device)
+    flops = measure.forward_flops(model, first_eval)
+    record.flops_per_example, record.flops_tokens = flops.flops, flops.tokens
+    record.notes += [flops.note] if flops.note else []
     fill_provenance(record, device, allocator)
     record.wall_seconds = time.perf_counter() - started
     return CellResult(record, pd.concat(frames, ignore_index=True))

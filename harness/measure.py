@@ -13,6 +13,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -165,13 +166,48 @@ def latency_ms(
     return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 95) * 1000)
 
 
+def representative_length(data: Encoded) -> int:
+    """The token count of the real row whose length is closest to the split's mean length: the
+    length a FLOPs-per-example figure is stated for (the record's `flops_tokens`)."""
+    lengths = data.lengths
+    return int(lengths[int(np.argmin(np.abs(lengths - lengths.mean())))])
+
+
+@dataclass(frozen=True)
+class FlopsFigure:
+    flops: float | None  # forward FLOPs (2 × multiply-adds) of one example of `tokens` tokens
+    tokens: int
+    note: str | None = None  # set when no formula gave the figure
+
+
+def forward_flops(model: nn.Module, data: Encoded) -> FlopsFigure:
+    """Forward FLOPs of one example of the split's representative length, from the model's own
+    analytic formula (`model.flops(tokens)`, beside its module): the same figure on every device.
+
+    A model without a formula (another package's adapter) is counted by torch's FLOP counter on
+    the CPU, which sees matrix products and convolutions but not fused attention or recurrent
+    kernels; the record's notes say so."""
+    tokens = representative_length(data)
+    formula = getattr(model, "flops", None)
+    if formula is not None:
+        value = formula(tokens)
+        note = None if value is not None else "no FLOPs formula for this architecture: FLOPs left empty"
+        return FlopsFigure(None if value is None else float(value), tokens, note)
+    return FlopsFigure(
+        counted_flops(model, data, tokens),
+        tokens,
+        "FLOPs counted by torch's FLOP counter (fused attention and recurrent kernels are not "
+        "seen); give the module a flops(tokens) method for a complete figure",
+    )
+
+
 @torch.no_grad()
-def flops_per_example(model: nn.Module, data: Encoded, device: torch.device) -> float | None:
-    """Forward FLOPs for the real row whose length is closest to the split's mean length."""
+def counted_flops(model: nn.Module, data: Encoded, tokens: int) -> float | None:
+    """torch's FLOP counter over one forward pass of the first real row of `tokens` tokens."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    lengths = data.lengths
-    row = int(np.argmin(np.abs(lengths - lengths.mean())))
+    row = int(np.flatnonzero(data.lengths == tokens)[0])
+    device = next(model.parameters()).device
     batch = to_device(collate(data, np.array([row])), device)
     model.eval()
     counter = FlopCounterMode(display=False)

@@ -72,7 +72,7 @@ class ProfileRow:
     peak_mb: float | None = None  # tensor memory of one step above what was live before it
     rss_mb: float | None = None  # growth of the peak resident set over the first step (CPU)
     memory_method: str = ""
-    flops_per_step: float | None = None  # forward + backward, torch.utils.flop_counter
+    flops_per_step: float | None = None  # forward + backward: 3 × the model's forward formula
     achieved_flops: float | None = None  # FLOP/s at the median step time
     mfu: float | None = None  # achieved / this machine's fp32 dense-matmul peak, measured in the run
     error: str | None = None
@@ -186,6 +186,15 @@ def build_model(name: str, max_seq_length: int, params: dict | None = None) -> t
     return get_adapter(ModelSpec(adapter=name, params=params or {})).build(info)
 
 
+def training_step_flops(model: torch.nn.Module, batch_size: int, seq_len: int) -> float | None:
+    """FLOPs of one training step: 3 × the forward formula (the backward pass multiplies each
+    matrix product twice more, for the inputs' and the weights' gradients), as Kaplan et al. and
+    nanoGPT's `estimate_mfu` count; the same figure on every device. None without a formula."""
+    formula = getattr(model, "flops", None)
+    forward = formula(seq_len) if formula is not None else None
+    return None if forward is None else 3.0 * batch_size * forward
+
+
 def measure_one(
     model_name: str,
     seq_len: int,
@@ -238,13 +247,7 @@ def measure_one(
     row.time_ms = statistics.median(times) * 1000
     row.time_ms_min = min(times) * 1000
     row.tokens_per_s = batch_size * seq_len / statistics.median(times)
-    model.zero_grad(set_to_none=True)
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
-    row.flops_per_step = float(counter.get_total_flops()) or None
+    row.flops_per_step = training_step_flops(model, batch_size, seq_len)
     if row.flops_per_step:
         row.achieved_flops = row.flops_per_step / statistics.median(times)
     model.zero_grad(set_to_none=True)

@@ -62,7 +62,8 @@ class CellRecord:
     # size and work
     params_total: int | None = None
     params_trainable: int | None = None
-    flops_per_example: float | None = None
+    flops_per_example: float | None = None  # forward, from the model's formula (same on every device)
+    flops_tokens: int | None = None  # the token count flops_per_example is for
     # deployment: backend → {status, reason, metrics, infer_examples_per_s, latency, peak_mb, size_mb, ...}
     deployed: dict[str, dict[str, Any]] = field(default_factory=dict)
     # provenance

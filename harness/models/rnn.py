@@ -14,6 +14,10 @@ Why these pieces:
   long texts (IMDb) it keeps the evidence of every sentence, where the last
   hidden state would mostly remember the end.
 
+FLOPs (`TextRNN.flops`): 2 × the multiply-adds of the recurrence (every gate of every layer and
+direction), the attention pooling and the classifier; torch's FLOP counter does not see the
+LSTM/GRU kernels, so the formula is the only complete figure.
+
 Padding invariance: the recurrence never reads a pad and the attention gives
 pads exactly zero weight, so the same text padded to 8 or 64 tokens gives the
 same logits.
@@ -77,6 +81,23 @@ class TextRNN(nn.Module):
         self.pool = AttentionPooling(out_dim)
         self.dropout = Dropout(params.dropout)
         self.head = nn.Linear(out_dim, info.num_labels)
+        self.gates = 4 if params.cell == "lstm" else 3
+        self.embed_dim, self.hidden_size = params.embed_dim, params.hidden_size
+        self.num_layers, self.directions = params.num_layers, 2 if params.bidirectional else 1
+        self.out_dim = info.num_labels
+
+    def flops(self, tokens: int) -> int:
+        """Forward FLOPs of one example of `tokens` tokens (T). Per token, layer and direction a cell
+        multiplies its input (E on the first layer, H × directions above) and its last state (H)
+        into `gates` × H pre-activations (LSTM 4, GRU 3). Attention pooling projects each state
+        (D × D), scores it (D) and sums the weighted states (D); the head is D × C."""
+        H, T, D = self.hidden_size, tokens, self.hidden_size * self.directions
+        recurrence = 0
+        for layer in range(self.num_layers):
+            inputs = self.embed_dim if layer == 0 else D
+            recurrence += self.directions * T * 2 * self.gates * H * (inputs + H)
+        pooling = T * (2 * D * D + 2 * D + 2 * D)
+        return recurrence + pooling + 2 * D * self.out_dim
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["attention_mask"].bool()  # (B, T)

@@ -23,6 +23,10 @@ tests check that both agree. Training on a CPU with attention dropout also takes
 it: no fused CPU kernel drops attention weights (SDPA falls back to the same
 formula op by op), and `harness.models.dropout` draws the mask 6× faster.
 
+FLOPs (`TransformerClassifier.flops`): 2 × the multiply-adds of every matrix product, the
+attention's QKᵀ and AV included, whichever kernel runs them, so the figure is the same on every
+device. With `attention: reference` torch's FLOP counter sees every product and checks it.
+
 Padding invariance: keys at padded positions are masked out of every softmax,
 so real tokens never see pads; padded query rows still attend to the real keys
 (never an all-masked row, so never NaN) and are ignored by the pooling. The same
@@ -215,6 +219,21 @@ class EncoderBlock(nn.Module):
         return x
 
 
+# ----------------------------------------------------------------------------- FLOPs
+
+
+def encoder_flops(tokens: int, d_model: int, d_ff: int, num_layers: int) -> int:
+    """Forward FLOPs (2 × multiply-adds) of `num_layers` encoder blocks over T = `tokens` tokens.
+
+    Per block: Q, K, V and output projections 4 · 2·T·D², the feed-forward network 2 · 2·T·D·d_ff,
+    and attention QKᵀ (T × T scores of D multiply-adds over all heads) and AV (the same), 2 · 2·T²·D.
+    Norms, softmax, dropout and embedding lookups are not matrix products and are not counted.
+    """
+    T, D = tokens, d_model
+    per_block = 8 * T * D * D + 4 * T * D * d_ff + 4 * T * T * D
+    return num_layers * per_block
+
+
 # ----------------------------------------------------------------------------- classifier
 
 
@@ -229,10 +248,17 @@ class TransformerClassifier(nn.Module):
         self.final_norm = nn.LayerNorm(params.d_model) if params.norm == "pre" else nn.Identity()
         self.dropout = Dropout(params.dropout)
         self.head = nn.Linear(params.d_model, info.num_labels)
+        self.d_model, self.d_ff, self.num_layers = params.d_model, params.d_ff, params.num_layers
+        self.out_dim = info.num_labels
         for module in self.modules():  # the paper's (and PyTorch's nn.Transformer's) Linear init
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def flops(self, tokens: int) -> int:
+        """Forward FLOPs of one example of `tokens` tokens (T), in nanoGPT's `estimate_flops` manner."""
+        head = 2 * self.d_model * self.out_dim
+        return encoder_flops(tokens, self.d_model, self.d_ff, self.num_layers) + head
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if batch["input_ids"].size(1) > self.max_len:
