@@ -25,9 +25,10 @@ from harness.deploy.backends import state_dict_bytes
 from harness.deploy.capabilities import capabilities
 from harness.deploy.phase import BackendResult, deploy_phase, warm_up
 from harness.events import Progress
+from harness.fingerprint import code_fingerprint, combined, vocabulary_hash
 from harness.models.registry import TaskInfo, get_adapter
 from harness.record import CellRecord, now
-from harness.tasks.data import Examples, load_task_data
+from harness.tasks.data import Examples, TaskData, load_task_data
 from harness.tasks.metrics import compute_metrics, two_class_misfit
 from harness.train import cpu_bf16_training, predict, to_predictions, train
 
@@ -82,6 +83,8 @@ def run_cell(
     adapter = get_adapter(spec.model)
     tokenizer = adapter.tokenizer(data.train, settings)
     record.notes += adapter.notes
+    record.vocab_hash = vocabulary_hash(tokenizer)
+    record.data_fingerprint = data_fingerprint(data)
 
     def encode_rows(rows: Examples) -> Encoded:
         return encode(tokenizer, rows, settings.max_seq_length, settings.truncation_side)
@@ -220,6 +223,14 @@ def check_metrics_fit(spec: CellSpec, num_labels: int) -> None:
         raise ValueError(f"task {spec.task.name}: {misfit}; use f1_macro or f1_micro in the task file")
 
 
+def data_fingerprint(data: TaskData) -> str:
+    """The rows this cell trained, held out and evaluated on, as one hash."""
+    splits = {"train": data.train, **{f"eval:{name}": rows for name, rows in data.eval.items()}}
+    if data.holdout is not None:
+        splits["holdout"] = data.holdout
+    return combined({name: rows.fingerprint() for name, rows in splits.items()})
+
+
 def max_or_none(*values: float | None) -> float | None:
     present = [v for v in values if v is not None]
     return max(present) if present else None
@@ -231,6 +242,8 @@ def fill_provenance(record: CellRecord, device: torch.device, allocator: str | N
     record.cpu_model = measure.cpu_model()
     record.threads = torch.get_num_threads()
     record.capabilities = capabilities(device) | {"allocator": allocator}
-    record.git_commit = measure.git_commit()
+    code = code_fingerprint()
+    record.git_commit, record.git_dirty = code.commit, code.dirty
+    record.code_version, record.code_hash = code.version, code.source_hash
     record.versions = measure.package_versions()
     record.finished_at = now()

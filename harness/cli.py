@@ -68,6 +68,11 @@ def run(
         None, "--data-dir", envvar="HARNESS_DATA_DIR", help="local data mirror (Hub parquet layout)"
     ),
     resume: bool = typer.Option(False, "--resume", help="finish the suite's latest run"),
+    allow_mixed_code: bool = typer.Option(
+        False,
+        "--allow-mixed-code",
+        help="with --resume: keep finished cells that other code made (the report marks the mix)",
+    ),
     executor: Executor = typer.Option(
         Executor.local,
         help="local: a process per cell; inline: this process (debugging); ray: a Ray task per cell",
@@ -86,7 +91,16 @@ def run(
     from harness.tables import records_table
 
     summary = run_suite(
-        suite, store, console, data_dir, resume, executor.value, address, model, tasks_dir or []
+        suite,
+        store,
+        console,
+        data_dir,
+        resume,
+        executor.value,
+        address,
+        model,
+        tasks_dir or [],
+        allow_mixed_code,
     )
     records = load_records(store, [summary.run_id])
     console.print(records_table(records, f"run {summary.run_id}"))

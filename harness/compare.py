@@ -1,6 +1,8 @@
 """Regression verdicts: compare a run with a baseline, and cry wolf only on real changes.
 
-Cells are matched by (task, model label, metric) and seeds are pooled.
+Cells are matched by (task, variant, metric) and seeds are pooled: a variant is the model label
+with its sweep point and learning-curve size (`cnn[dropout=0.3]@n=250`), so the points of a
+grid and the sizes of a curve are compared each with itself, never pooled into one test.
 
 Quality metrics (accuracy, F1, ...; higher is better):
 - With at least two seeds on both sides, a change needs both a significant
@@ -38,6 +40,7 @@ from scipy import stats
 
 from harness import strict_json
 from harness.errors import InputError
+from harness.record import fill_variants
 from harness.report.stats import holm_adjusted
 from harness.tasks.metrics import higher_is_better
 
@@ -76,7 +79,7 @@ class Thresholds:
 @dataclass
 class Comparison:
     task: str
-    model: str
+    variant: str  # model label + sweep point + training size
     metric: str
     kind: str  # "quality" or "cost"
     verdict: str  # regression | improvement | unchanged | missing | new | undefined | skipped
@@ -92,7 +95,7 @@ class Comparison:
 
     @property
     def name(self) -> str:
-        return f"{self.task}/{self.model}/{self.metric}"
+        return f"{self.task}/{self.variant}/{self.metric}"
 
 
 # --------------------------------------------------------------------------- loading sides
@@ -100,8 +103,10 @@ class Comparison:
 
 def save_baseline(records: pd.DataFrame, path: Path) -> None:
     """A portable, git-friendly file of a run's ok records with their seed-level metrics."""
-    keep = ["run_id", "suite", "task", "model", "adapter", "seed", "config_hash", "status", "metrics"]
-    keep += [c.column for c in COST_METRICS] + list(HARDWARE_KEYS) + ["git_commit", "versions"]
+    keep = ["run_id", "suite", "task", "model", "variant", "sweep_point", "train_size", "adapter", "seed"]
+    keep += ["config_hash", "status", "metrics"]
+    keep += [c.column for c in COST_METRICS] + list(HARDWARE_KEYS)
+    keep += ["git_commit", "code_hash", "versions"]
     if "deployed" in records:
         keep.append("deployed")
     rows = records[keep].to_dict(orient="records")
@@ -139,7 +144,7 @@ def load_side(side: str, store_path: Path) -> pd.DataFrame:
             frame = store.records([side])
         finally:
             store.close()
-    return with_deployed(frame[frame["status"] == "ok"].reset_index(drop=True))
+    return with_deployed(fill_variants(frame[frame["status"] == "ok"].reset_index(drop=True)))
 
 
 def with_deployed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -205,22 +210,23 @@ def _values(frame: pd.DataFrame, metric: str) -> np.ndarray:
 def compare_quality(
     baseline: pd.DataFrame, current: pd.DataFrame, thresholds: Thresholds
 ) -> list[Comparison]:
+    baseline, current = fill_variants(baseline), fill_variants(current)
     results: list[Comparison] = []
     # (comparison, gain: the change in the better direction, p worse, p better)
     pending: list[tuple[Comparison, float, float, float]] = []
     keys_b = _metric_keys(baseline)
     keys_c = _metric_keys(current)
-    for task, model, metric in sorted(keys_b | keys_c):
-        b = _values(baseline[(baseline.task == task) & (baseline.model == model)], metric)
-        c = _values(current[(current.task == task) & (current.model == model)], metric)
-        row = Comparison(task, model, metric, "quality", "unchanged", n_baseline=len(b), n_current=len(c))
+    for task, variant, metric in sorted(keys_b | keys_c):
+        b = _values(baseline[(baseline.task == task) & (baseline.variant == variant)], metric)
+        c = _values(current[(current.task == task) & (current.variant == variant)], metric)
+        row = Comparison(task, variant, metric, "quality", "unchanged", n_baseline=len(b), n_current=len(c))
         if len(b):
             row.baseline_mean = float(b.mean())
         if len(c):
             row.current_mean = float(c.mean())
         sign = 1.0 if higher_is_better(metric) else -1.0  # tests run in the better direction
         b, c = sign * b, sign * c
-        in_b, in_c = (task, model, metric) in keys_b, (task, model, metric) in keys_c
+        in_b, in_c = (task, variant, metric) in keys_b, (task, variant, metric) in keys_c
         if not in_c:
             row.verdict, row.reason = "missing", "in the baseline, not in the current run"
         elif not in_b:
@@ -267,7 +273,7 @@ def compare_quality(
 
 
 def _metric_keys(frame: pd.DataFrame) -> set[tuple[str, str, str]]:
-    return {(r.task, r.model, name) for r in frame.itertuples() for name in r.metrics}
+    return {(r.task, r.variant, name) for r in frame.itertuples() for name in r.metrics}
 
 
 def _hardware(frame: pd.DataFrame) -> set[tuple]:
@@ -275,14 +281,15 @@ def _hardware(frame: pd.DataFrame) -> set[tuple]:
 
 
 def compare_cost(baseline: pd.DataFrame, current: pd.DataFrame, alpha: float) -> list[Comparison]:
+    baseline, current = fill_variants(baseline), fill_variants(current)
     results = []
     cells = sorted(
-        set(zip(baseline.task, baseline.model, strict=True))
-        & set(zip(current.task, current.model, strict=True))
+        set(zip(baseline.task, baseline.variant, strict=True))
+        & set(zip(current.task, current.variant, strict=True))
     )
-    for task, model in cells:
-        b_cell = baseline[(baseline.task == task) & (baseline.model == model)]
-        c_cell = current[(current.task == task) & (current.model == model)]
+    for task, variant in cells:
+        b_cell = baseline[(baseline.task == task) & (baseline.variant == variant)]
+        c_cell = current[(current.task == task) & (current.variant == variant)]
         same_hardware = _hardware(b_cell) == _hardware(c_cell) and len(_hardware(b_cell)) == 1
         for cost in _with_backends(COST_METRICS, baseline.columns):
             if cost.column not in b_cell or cost.column not in c_cell:
@@ -293,7 +300,7 @@ def compare_cost(baseline: pd.DataFrame, current: pd.DataFrame, alpha: float) ->
                 continue  # not measured on this device (e.g. CUDA memory on a CPU)
             row = Comparison(
                 task,
-                model,
+                variant,
                 cost.column,
                 "cost",
                 "unchanged",
@@ -369,7 +376,7 @@ def table_rows(results: list[Comparison]) -> list[list[str]]:
     return [
         [
             r.task,
-            r.model,
+            r.variant,
             r.metric,
             r.verdict + (" (weak)" if r.weak else ""),
             _num(r.baseline_mean),
@@ -384,7 +391,19 @@ def table_rows(results: list[Comparison]) -> list[list[str]]:
     ]
 
 
-HEADERS = ["task", "model", "metric", "verdict", "baseline", "current", "Δ", "p", "seeds b/c", "MDE", "note"]
+HEADERS = [
+    "task",
+    "variant",
+    "metric",
+    "verdict",
+    "baseline",
+    "current",
+    "Δ",
+    "p",
+    "seeds b/c",
+    "MDE",
+    "note",
+]
 
 
 def to_markdown(results: list[Comparison], baseline: str, current: str) -> str:
@@ -415,7 +434,7 @@ def to_junit(results: list[Comparison]) -> str:
         skipped=str(skipped),
     )
     for r in results:
-        case = ElementTree.SubElement(suite, "testcase", classname=f"{r.task}.{r.model}", name=r.metric)
+        case = ElementTree.SubElement(suite, "testcase", classname=f"{r.task}.{r.variant}", name=r.metric)
         detail = json.dumps({k: v for k, v in asdict(r).items() if v not in (None, "")}, default=str)
         if r.verdict in ("regression", "missing"):
             ElementTree.SubElement(

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from harness.fingerprint import file_hash
 from harness.tasks.metrics import get_metric, metric_names, two_class_misfit
 
 Backend = Literal["eager", "bf16", "fp16", "compile", "int8", "onnx", "onnx-int8"]
@@ -427,6 +428,13 @@ def with_point(label: str, point: Any) -> str:
     return f"{label}[{point_label(point)}]" if isinstance(point, dict) and point else label
 
 
+def variant_label(label: str, point: Any, train_size: Any) -> str:
+    """What a record measured, in one name: the model's label, its sweep point and its learning-curve
+    size, `cnn[dropout=0.3]@n=250`. Seeds of one variant are pooled; different variants never are."""
+    on_curve = isinstance(train_size, int | str)  # None off a curve (NaN in a records frame)
+    return with_point(label, point) + (f"@n={train_size}" if on_curve else "")
+
+
 HASHED_WHEN_SET = ("train_size", "sweep_point", "holdout")
 
 
@@ -464,8 +472,10 @@ class CellSpec(Strict):
 
     @property
     def config_hash(self) -> str:
-        """Identity for `--resume`: what the cell computes, not where its data is read from.
-        Fields added after the first stores enter only when set, so old hashes still match."""
+        """Identity for `--resume`: what the cell computes, not where its data is read from (local
+        data files enter by their content). Fields added after the first stores enter only when
+        set, so old hashes still match. The code that computes it is not in the hash: the runner
+        compares the records' code fingerprints before it resumes (`harness/fingerprint.py`)."""
         payload = self.model_dump(
             exclude={
                 "data_dir",
@@ -480,6 +490,12 @@ class CellSpec(Strict):
         payload["task"] = {
             k: v for k, v in payload["task"].items() if k not in ("title", "description", "group")
         }
+        files = payload["task"]["dataset"].get("data_files")
+        if files:  # local files by their content, not their absolute path
+            payload["task"]["dataset"]["data_files"] = {
+                split: [file_hash(f) for f in value] if isinstance(value, list) else file_hash(value)
+                for split, value in files.items()
+            }
         for name in HASHED_WHEN_SET:
             if payload.get(name) in (None, False):
                 payload.pop(name, None)
@@ -495,6 +511,11 @@ class CellSpec(Strict):
     def model_label(self) -> str:
         """The model's label, with this cell's sweep point when it has one: `cnn[dropout=0.3]`."""
         return with_point(self.model.display_label, self.sweep_point)
+
+    @property
+    def variant(self) -> str:
+        """The model label, sweep point and training size: `cnn[dropout=0.3]@n=250`."""
+        return variant_label(self.model.display_label, self.sweep_point, self.train_size)
 
     @property
     def cell_id(self) -> str:

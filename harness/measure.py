@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import platform
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -215,20 +214,6 @@ def counted_flops(model: nn.Module, data: Encoded, tokens: int) -> float | None:
         model(batch)
     total = counter.get_total_flops()
     return float(total) if total > 0 else None
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def package_versions() -> dict[str, str]:

@@ -10,6 +10,10 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
+from harness.config import variant_label
+
 if TYPE_CHECKING:
     from harness.config import CellSpec
 
@@ -26,6 +30,7 @@ class CellRecord:
     suite: str
     task: str
     model: str  # the suite's label for the model
+    variant: str  # label + sweep point + training size: what seeds are pooled over (`CellSpec.variant`)
     adapter: str
     seed: int
     config_hash: str
@@ -73,6 +78,11 @@ class CellRecord:
     threads: int | None = None
     capabilities: dict[str, Any] = field(default_factory=dict)  # CPU flags (bf16, AMX), GPU
     git_commit: str | None = None
+    git_dirty: bool | None = None  # the package's files differed from git_commit
+    code_version: str | None = None  # the package version
+    code_hash: str | None = None  # hash of the package's source files: what --resume compares
+    data_fingerprint: str | None = None  # hash of the rows trained and evaluated on
+    vocab_hash: str | None = None  # hash of the tokenizer's token → id table
     versions: dict[str, str] = field(default_factory=dict)
     started_at: str | None = None
     finished_at: str | None = None
@@ -89,6 +99,7 @@ class CellRecord:
             suite=spec.suite,
             task=spec.task.name,
             model=spec.model.display_label,
+            variant=spec.variant,
             adapter=spec.model.adapter,
             seed=spec.seed,
             config_hash=spec.config_hash,
@@ -105,3 +116,16 @@ class CellRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def fill_variants(frame: pd.DataFrame) -> pd.DataFrame:
+    """`variant` for records written before it was a field: from the label, sweep point and size."""
+    if frame.empty:
+        return frame.assign(variant=pd.Series(dtype=object))
+    known = frame["variant"] if "variant" in frame else pd.Series(None, index=frame.index)
+    columns = [frame.get(name, pd.Series(None, index=frame.index)) for name in ("sweep_point", "train_size")]
+    filled = [
+        variant if isinstance(variant, str) and variant else variant_label(str(model), point, size)
+        for variant, model, point, size in zip(known, frame["model"], *columns, strict=True)
+    ]
+    return frame.assign(variant=filled)

@@ -24,6 +24,7 @@ from rich.console import Console
 from harness.config import CellSpec
 from harness.errors import InputError
 from harness.executors import CellFailure, Outcome, make_executor
+from harness.fingerprint import code_fingerprint
 from harness.planning import expand_cells, load_suite
 from harness.progress import RunDisplay
 from harness.record import CellRecord, now
@@ -110,6 +111,26 @@ def keep(store: Store, spec: CellSpec, outcome: Outcome, run_id: str, console: C
         return False
 
 
+def check_same_code(store: Store, run_id: str, kept: set[str], store_path: Path) -> None:
+    """Refuse to resume when a finished cell that would be kept was made by other code than this
+    checkout's (or by code that recorded no fingerprint): the run would mix code versions."""
+    current = code_fingerprint().source_hash
+    made_by = store.code_hashes(run_id, kept)
+    others = {code: n for code, n in made_by.items() if code != current}
+    if others:
+        described = ", ".join(
+            f"{n} by {code or 'unrecorded code'}" for code, n in sorted(others.items(), key=str)
+        )
+        raise InputError(
+            store_path,
+            f"run {run_id} holds finished cells made by other code than this checkout's "
+            f"(source {current}): {described}",
+            "pass --allow-mixed-code to keep them (the report marks the mix), or run without "
+            "--resume to start a new run",
+            "--resume",
+        )
+
+
 def run_suite(
     suite_path: Path,
     store_path: Path,
@@ -120,9 +141,11 @@ def run_suite(
     ray_address: str | None = None,
     only_models: list[str] | None = None,
     tasks_dirs: Sequence[Path] = (),
+    allow_mixed_code: bool = False,
 ) -> RunSummary:
     """Run the suite's cells, or with `only_models` the cells of those model labels (to redo
-    one model after changing it: with `resume`, into the suite's latest run)."""
+    one model after changing it: with `resume`, into the suite's latest run). Resuming a run
+    whose finished cells other code made is refused unless `allow_mixed_code`."""
     if data_dir is not None and not Path(data_dir).is_dir():
         raise InputError(
             data_dir,
@@ -139,6 +162,8 @@ def run_suite(
         run_id = resumed or new_run_id(suite.name)
         done = store.ok_hashes(run_id)
         todo = [cell for cell in cells if cell.config_hash not in done]
+        if resumed and not allow_mixed_code:
+            check_same_code(store, run_id, {c.config_hash for c in cells} & done, store_path)
         store.start_run(run_id, suite.name, str(suite_path), len(all_cells if resumed else cells))
         console.print(
             f"run [bold]{run_id}[/]: {len(cells)} cells"

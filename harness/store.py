@@ -36,7 +36,7 @@ import pandas as pd
 
 from harness import strict_json
 from harness.errors import InputError
-from harness.record import CellRecord, now
+from harness.record import CellRecord, fill_variants, now
 
 DEFAULT_STORE = Path("results/harness.db")
 # columns stored as JSON text, with the JSON an empty (NULL) one reads as
@@ -44,7 +44,7 @@ JSON_FIELDS = {
     "metrics": "{}", "versions": "{}", "config": "{}", "notes": "[]", "label_names": "null",
     "deployed": "{}", "capabilities": "{}", "sweep_point": "null", "holdout_metrics": "{}",
 }  # fmt: skip
-SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT"}
+SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bool: "INTEGER"}
 BUSY_TIMEOUT_S = 120
 RUN_COLUMNS = {
     "run_id": "TEXT PRIMARY KEY", "suite": "TEXT", "suite_path": "TEXT", "started_at": "TEXT",
@@ -292,6 +292,17 @@ class Store:
         )
         return {row[0] for row in rows}
 
+    def code_hashes(self, run_id: str, config_hashes: set[str]) -> dict[str | None, int]:
+        """How many of the run's ok cells with these config hashes each code fingerprint made."""
+        counts: dict[str | None, int] = {}
+        rows = self.db.execute(
+            "SELECT config_hash, code_hash FROM records WHERE run_id = ? AND status = 'ok'", (run_id,)
+        )
+        for config_hash, code_hash in rows:
+            if config_hash in config_hashes:
+                counts[code_hash] = counts.get(code_hash, 0) + 1
+        return counts
+
     def records(self, run_ids: Sequence[str] | None = None, suite: str | None = None) -> pd.DataFrame:
         query, params = "SELECT * FROM records WHERE 1 = 1", []
         if run_ids:
@@ -308,7 +319,7 @@ class Store:
             lambda metrics: {k: float("nan") if v is None else v for k, v in metrics.items()}
         )
         metric_columns = pd.DataFrame(list(frame["metrics"]), index=frame.index)
-        return pd.concat([frame, metric_columns.add_prefix("metric.")], axis=1)
+        return pd.concat([fill_variants(frame), metric_columns.add_prefix("metric.")], axis=1)
 
     def predictions(self, run_id: str, cell_id: str) -> pd.DataFrame:
         """A cell's per-example predictions; `FileNotFoundError` when it has none."""

@@ -175,9 +175,9 @@ def test_with_four_or_more_measurements_a_slowdown_must_also_be_significant():
 def test_missing_cells_are_regressions_and_new_ones_are_not(runs):
     healthy = _records(runs, "healthy")
     renamed = healthy.copy()
-    renamed["model"] = "cnn-v2"
+    renamed[["model", "variant"]] = "cnn-v2"
     results = compare(healthy, renamed, Thresholds(compare_cost=False))
-    assert {(r.model, r.verdict) for r in results} == {("cnn", "missing"), ("cnn-v2", "new")}
+    assert {(r.variant, r.verdict) for r in results} == {("cnn", "missing"), ("cnn-v2", "new")}
     assert has_regression(results)
 
 
