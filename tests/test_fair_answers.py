@@ -202,7 +202,8 @@ def test_calibration_equals_a_hand_computation_on_stored_logits(fair_run):
 
 def _entry(model: str, accuracy: float, metric: str = "accuracy") -> Entry:
     return Entry(
-        task="t", model=model, primary_metric=metric, metrics={metric: Estimate(accuracy, None, 1)},
+        task="t", model=model, variant=model, primary_metric=metric,
+        metrics={metric: Estimate(accuracy, None, 1)},
         cost={}, memory_mb=None, memory_kind=None, seeds=[0], cells=[("r", model, 0)], eval_splits=("dev",),
     )  # fmt: skip
 
@@ -391,3 +392,127 @@ def test_curve_min_steps_raises_the_epochs_of_small_sizes_only(tmp_path):
     # a size it does not change keeps its config hash: `--resume` after adding it redoes only the small ones
     assert after["sst2__cnn__n1000__seed0"].config_hash == before["sst2__cnn__n1000__seed0"].config_hash
     assert after["sst2__cnn__n100__seed0"].config_hash != before["sst2__cnn__n100__seed0"].config_hash
+
+
+# --------------------------------------------------------------------------- a variant is an identity
+
+VARIANTS = {f"cnn[learning_rate={rate}]@n={size}" for rate in (0.0001, 0.003) for size in (120, 480)} | {
+    "transformer@n=120",
+    "transformer@n=480",
+}
+
+
+def test_compare_and_baselines_key_on_the_variant_never_pooling_points_or_sizes(fair_run, tmp_path):
+    from harness.compare import Thresholds, compare, load_side, save_baseline
+
+    folder, store = fair_run
+    records = load_records(store)
+    assert set(records["variant"]) == VARIANTS
+    run = load_side(str(records["run_id"].iloc[0]), store)
+    results = [r for r in compare(run, run, Thresholds(compare_cost=False)) if r.metric == "accuracy"]
+    assert {r.variant for r in results} == VARIANTS  # six tests of two seeds, not two of eight
+    assert {(r.n_baseline, r.n_current) for r in results} == {(2, 2)}
+    save_baseline(records, tmp_path / "baseline.json")
+    assert set(load_side(str(tmp_path / "baseline.json"), store)["variant"]) == VARIANTS
+
+
+def test_a_seed_run_again_counts_once_in_a_suite_report(fair_run, tmp_path):
+    from harness.report.build import build_report
+
+    folder = tmp_path / "copy"
+    shutil.copytree(fair_run[0], folder)
+    store = folder / "harness.db"
+    again = harness(
+        "run",
+        "fair.yaml",
+        "--store",
+        str(store),
+        "--executor",
+        "inline",
+        "--model",
+        "transformer",
+        cwd=folder,
+    )
+    assert again.returncode == 0, again.stdout[-2000:]
+    records = load_records(store, suite="fair")
+    assert len(records) == 16  # 4 transformer cells (2 sizes × 2 seeds) twice
+    with Store(store) as db:
+        report = build_report(records, db.predictions)
+    (section,) = report.tasks
+    transformer = next(e for e in section.entries if e.model == "transformer")
+    assert transformer.variant == "transformer@n=480" and transformer.seeds == [0, 1]
+    newest = records[records["run_id"] == max(records["run_id"])]
+    assert {run for run, _, _ in transformer.cells} == set(newest["run_id"])  # the latest record wins
+    assert any("4 record(s) of a (task, variant, seed) that was run again" in n for n in report.notes)
+
+
+def test_resume_refuses_to_mix_code_versions_unless_asked(fair_run, tmp_path):
+    import sqlite3
+
+    folder = tmp_path / "copy"
+    shutil.copytree(fair_run[0], folder)
+    store = folder / "harness.db"
+    with sqlite3.connect(store) as db:  # one finished cell made by other code
+        db.execute("UPDATE records SET code_hash = 'older0123456789a' WHERE rowid = 1")
+    before = load_records(store)
+    refused = harness(
+        "run", "fair.yaml", "--store", str(store), "--executor", "inline", "--resume", cwd=folder
+    )
+    assert refused.returncode == 2
+    message = refused.stderr.strip()
+    assert len(message.splitlines()) == 1 and "1 by older0123456789a" in message
+    assert "--allow-mixed-code" in message
+    assert load_records(store)["finished_at"].tolist() == before["finished_at"].tolist()  # nothing ran
+    mixed = harness(
+        "run", "fair.yaml", "--store", str(store), "--executor", "inline", "--resume", "--allow-mixed-code",
+        cwd=folder,
+    )  # fmt: skip
+    assert mixed.returncode == 0 and "12 cells, 12 already done" in mixed.stdout
+    report = harness("report", "--store", str(store), "--out", str(folder / "report"), cwd=folder)
+    assert report.returncode == 0, report.stderr
+    code = next(
+        line for line in (folder / "report" / "leaderboard.md").read_text().splitlines() if "Code" in line
+    )
+    assert code.startswith("- Code (mixed): source ") and "source older0123456789a (commit" in code
+    assert "11 cells;" in code and ": 1 cell" in code
+
+
+def test_records_carry_code_data_and_vocabulary_fingerprints(fair_run):
+    from harness.fingerprint import code_fingerprint
+
+    records = load_records(fair_run[1])
+    assert set(records["code_hash"]) == {code_fingerprint().source_hash}
+    by_size = records.groupby("train_size")
+    # the same rows for every seed and model at one size, other rows at another
+    assert by_size["data_fingerprint"].nunique().tolist() == [1, 1]
+    assert records["data_fingerprint"].nunique() == 2
+    # one vocabulary per size (trained on those rows, the same for every seed of a model)
+    assert records.groupby(["train_size", "model"])["vocab_hash"].nunique().max() == 1
+
+
+def test_upgrade_store_recomputes_old_counter_figures_from_the_formula(fair_run, tmp_path):
+    """An older store held torch's count: on a CPU it missed the transformer's QKᵀ and AV, 2·2·T²·D per
+    layer (D=16, one layer). The upgrade finds T from that figure and stores the formula's."""
+    import sqlite3
+
+    folder = tmp_path / "copy"
+    shutil.copytree(fair_run[0], folder)
+    store = folder / "harness.db"
+    records = load_records(store)
+    transformer = records[records["model"] == "transformer"]
+    with sqlite3.connect(store) as db:
+        for row in transformer.itertuples():
+            old = row.flops_per_example - 4 * row.flops_tokens**2 * 16
+            db.execute(
+                "UPDATE records SET flops_per_example = ?, flops_tokens = NULL, variant = NULL"
+                " WHERE run_id = ? AND cell_id = ?",
+                (old, row.run_id, row.cell_id),
+            )
+    done = harness("upgrade-store", "--store", str(store), cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert "4 FLOPs figure(s) recomputed, 4 variant(s) filled" in done.stdout
+    after = load_records(store).set_index("cell_id").loc[transformer["cell_id"]]
+    assert after["flops_per_example"].tolist() == transformer["flops_per_example"].tolist()
+    assert after["flops_tokens"].tolist() == transformer["flops_tokens"].tolist()
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT count(*) FROM records WHERE variant IS NULL").fetchone() == (0,)

@@ -49,6 +49,7 @@ from harness.report.scores import (
     cpu_hours,
     gpu_hours,
     group_scores,
+    latest_per_seed,
     machine_name,
     pool_seeds,
 )
@@ -201,7 +202,7 @@ class Hardware:
 class Provenance:
     run_ids: list[str]
     suites: list[str]
-    commits: list[str]
+    code: list[str]  # each code version that made shown figures, with its cells: one, or a mix
     versions: dict[str, list[str]]
     hardware: list[Hardware]
     started: str | None
@@ -305,6 +306,21 @@ def _busy_hours(records: pd.DataFrame) -> float:
     return busy / 3600
 
 
+def _code_versions(ok: pd.DataFrame) -> list[str]:
+    """`source 6dd92043ee74cc1c (commit 06b46bf, dirty): 12 cells` per code version, records from
+    before code fingerprints as `unrecorded source`."""
+    counts: dict[str, int] = {}
+    for row in ok.itertuples():
+        source = getattr(row, "code_hash", None)
+        commit = row.git_commit if isinstance(row.git_commit, str) and row.git_commit else None
+        dirty = getattr(row, "git_dirty", None)
+        label = f"source {source}" if isinstance(source, str) and source else "unrecorded source"
+        if commit:
+            label += f" (commit {commit[:7]}{', dirty' if dirty == 1 else ''})"
+        counts[label] = counts.get(label, 0) + 1
+    return [f"{label}: {n} cell{'s' if n > 1 else ''}" for label, n in sorted(counts.items())]
+
+
 def _provenance(records: pd.DataFrame, runs: Sequence[str]) -> Provenance:
     ok = records[records["status"] == "ok"]
     versions: dict[str, list[str]] = {}
@@ -319,7 +335,7 @@ def _provenance(records: pd.DataFrame, runs: Sequence[str]) -> Provenance:
     return Provenance(
         run_ids=list(runs),
         suites=sorted({str(s) for s in records["suite"]}),
-        commits=sorted({str(c) for c in ok["git_commit"] if isinstance(c, str) and c}),
+        code=_code_versions(ok),
         versions=versions,
         hardware=_hardware(ok),
         started=min(starts) if starts else None,
@@ -459,13 +475,20 @@ def build_report(
     """The report of these records; `records` as `Store.records()` returns them."""
     run_ids = list(dict.fromkeys(str(r) for r in records["run_id"]))
     load_predictions = _cached(load_predictions)
+    records, superseded = latest_per_seed(records)
     ok = records[records["status"] == "ok"]
     notes: list[str] = []
+    if superseded:
+        notes.append(
+            f"{superseded} record(s) of a (task, variant, seed) that was run again are not shown: "
+            "the latest record of each is (an ok one before a failed one)"
+        )
     footnotes = _Footnotes()
     facts = task_facts(ok)
     metric_order = {name: fact.metric_keys for name, fact in facts.items()}
     chosen, tuned = select_points(ok)  # a swept model: the records of its selected point
-    entries = pool_seeds(largest_sizes(chosen), metric_order)  # a learning curve: its largest size
+    shown = largest_sizes(chosen)  # a learning curve: its largest size; one variant per label
+    entries = pool_seeds(shown, metric_order)
     model_order = list(dict.fromkeys(str(m) for m in ok["model"]))
     colour_of = colours(model_order)
 
@@ -505,8 +528,9 @@ def build_report(
             }
             front = pareto_front(list(points), x_higher_is_better=kind == "throughput")
             section.pareto[kind] = [points[p] for p in front]
-        section.deployed = deployed_table(ok[ok["task"] == name], primary, model_order)
+        section.deployed = deployed_table(shown[shown["task"] == name], primary, model_order)
         if section.deployed is not None:
+            notes += [f"{name} deployed table / {note}" for note in section.deployed.notes]
             figure = deployed_figure(fact.title, section.deployed, colour_of)
             if figure is not None:
                 figures[f"fig-{index}-deployed"] = figure
@@ -531,7 +555,7 @@ def build_report(
             figures[f"fig-{index}-curve"] = curve_figure(fact.title, primary, section.curves, colour_of)
             section.figures["curve"] = f"fig-{index}-curve"
         section.tuned = [table for table in tuned if table.task == name]
-        section.gaps = task_gaps(chosen, task_entries, references, name)
+        section.gaps = task_gaps(shown, task_entries, references, name)
         for gap in section.gaps:
             if gap.unexplained:
                 notes.append(
@@ -560,6 +584,10 @@ def build_report(
         models.append(ModelRow(model, mine, scores))
     overview_refs = _overview_references(sections, references, footnotes, groups)
     provenance = _provenance(records, run_ids)
+    if len(provenance.code) > 1:
+        notes.append(
+            f"these figures were made by {len(provenance.code)} code versions: {'; '.join(provenance.code)}"
+        )
     if provenance.cells_failed:
         notes.append(
             f"{len(provenance.cells_failed)} failed cell(s) are not shown: "

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.report.plots import PALETTE, front_trace, pareto_front, scatter_layout
+from harness.report.scores import one_machine
 from harness.tasks.metrics import higher_is_better
 
 
@@ -48,6 +49,7 @@ class DeployedTable:
     tolerance: float
     rows: list[DeployedRow] = field(default_factory=list)
     pareto: list[str] = field(default_factory=list)  # "model · backend" on the accuracy-latency front
+    notes: list[str] = field(default_factory=list)  # which machine's seeds a model's rows are from
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -58,7 +60,9 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def deployed_table(
     records: pd.DataFrame, primary_metric: str, model_order: Sequence[str]
 ) -> DeployedTable | None:
-    """The table for one task's ok records; None when no record measured a backend beyond eager."""
+    """The table for one task's ok records, one variant per model label (the report's shown records);
+    None when no record measured a backend beyond eager. A model whose seeds ran on several
+    machines is shown from the machine most of them ran on, and `notes` says so."""
     if "deployed" not in records or not any(len(d or {}) > 1 for d in records["deployed"]):
         return None
     tolerances = [(c or {}).get("deploy_tolerance") for c in records["config"]]
@@ -66,7 +70,9 @@ def deployed_table(
     table = DeployedTable(primary_metric, tolerance)
     sign = 1.0 if higher_is_better(primary_metric) else -1.0
     for model in model_order:
-        mine = records[records["model"] == model]
+        mine, basis = one_machine(records[records["model"] == model])  # speeds never pool machines
+        if basis:
+            table.notes.append(f"{model}: {basis}")
         backends = list(dict.fromkeys(b for d in mine["deployed"] for b in (d or {})))
         eager: DeployedRow | None = None
         for backend in backends:

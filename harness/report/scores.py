@@ -25,6 +25,7 @@ COST_COLUMNS = (
     "latency_p50_ms",
     "params_total",
     "flops_per_example",
+    "flops_tokens",  # the representative row's length the FLOPs are for
 )
 
 
@@ -113,7 +114,8 @@ class Entry:
     """One model on one task, its seeds pooled."""
 
     task: str
-    model: str
+    model: str  # the suite's label
+    variant: str  # label + sweep point + training size: the one thing these seeds measured
     primary_metric: str
     metrics: dict[str, Estimate]
     cost: dict[str, float | None]
@@ -172,7 +174,7 @@ def machine_name(row) -> str:
     return ", ".join(parts)
 
 
-def _one_machine(group: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+def one_machine(group: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     """The cells whose speed and memory are pooled: those of the machine most seeds ran on. An
     average of a GPU's and a CPU's examples/s describes neither; accuracy pools over all seeds."""
     if "device" not in group:
@@ -190,16 +192,29 @@ def _one_machine(group: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     return group[machines == chosen], basis
 
 
+def latest_per_seed(records: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One record per (task, variant, seed): an ok one before a failed one, then the latest
+    finished; and how many were dropped. A seed run twice (a suite's runs pooled, a re-run) would
+    otherwise count twice and narrow the interval."""
+    if records.empty:
+        return records, 0
+    order = records.assign(
+        _ok=records["status"] == "ok", _finished=records["finished_at"].fillna("").astype(str)
+    ).sort_values(["_ok", "_finished", "run_id"], kind="stable")
+    kept = order.drop_duplicates(["task", "variant", "seed"], keep="last")
+    return records.loc[records.index.isin(kept.index)], len(records) - len(kept)
+
+
 def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | None = None) -> list[Entry]:
-    """One `Entry` per (task, model label) of the ok records, metrics as mean ± t-interval."""
+    """One `Entry` per (task, variant) of the ok records, metrics as mean ± t-interval."""
     entries = []
     ok = records[records["status"] == "ok"]
-    for (task, model), group in ok.groupby(["task", "model"], sort=False):
+    for (task, variant), group in ok.groupby(["task", "variant"], sort=False):
         names = list((metric_order or {}).get(task, []))
         for metrics in group["metrics"]:
             names += [name for name in metrics if name not in names]
         estimates = {name: t_interval([metrics.get(name) for metrics in group["metrics"]]) for name in names}
-        measured, cost_basis = _one_machine(group)
+        measured, cost_basis = one_machine(group)
         cuda = _mean(measured["cuda_peak_allocated_mb"]) if "cuda_peak_allocated_mb" in group else None
         rss = _mean(measured["peak_rss_mb"]) if "peak_rss_mb" in group else None
         configs = list(group["config"])
@@ -210,7 +225,8 @@ def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | No
         entries.append(
             Entry(
                 task=str(task),
-                model=str(model),
+                model=str(group["model"].iloc[0]),
+                variant=str(variant),
                 primary_metric=str(group["primary_metric"].iloc[0]),
                 metrics=estimates,
                 cost={column: _mean(measured[column]) for column in COST_COLUMNS if column in group},
