@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from _publish import publish
 
-from harness.measure import cpu_model
 from harness.profile import step_peak_memory_mb
+from harness.trackers.machine import cpu_model
 from harness.train import synchronize
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -42,11 +42,11 @@ from harness.batching import Encoded, collate, encode, train_batches
 from harness.cell import quiet_libraries, seed_everything
 from harness.config import ModelSpec, TrainingSettings
 from harness.events import Progress
-from harness.measure import cpu_model
 from harness.models.registry import TaskInfo, get_adapter
 from harness.tasks.data import load_task_data
 from harness.tasks.registry import BUILTIN_DIR as BUILTIN_TASK_DIR
 from harness.tasks.registry import load_task
+from harness.trackers.machine import cpu_model
 from harness.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results"

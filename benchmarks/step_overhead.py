@@ -178,7 +178,7 @@ def main() -> int:
     parser.add_argument("--data-dir", default=os.environ.get("HARNESS_DATA_DIR"))
     args = parser.parse_args()
 
-    from harness.measure import cpu_model
+    from harness.trackers.machine import cpu_model
 
     work = Path(tempfile.mkdtemp(prefix="step-overhead-"))
     base = work / "baseline"

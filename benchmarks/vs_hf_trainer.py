@@ -47,11 +47,11 @@ from _publish import publish
 
 from harness.cell import quiet_libraries, run_cell
 from harness.config import CellSpec, ModelSpec, TrainingSettings
-from harness.measure import cpu_model
 from harness.models.hf import resolve_pretrained
 from harness.tasks.data import load_task_data
 from harness.tasks.registry import BUILTIN_DIR as BUILTIN_TASK_DIR
 from harness.tasks.registry import load_task
+from harness.trackers.machine import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"

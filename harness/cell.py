@@ -1,9 +1,11 @@
 """One cell, start to finish: a pure function from a `CellSpec` to a record and its predictions.
 
-data → tokenizer → encoded batches → model (seeded) → train → evaluate → measure.
-A cell never touches another cell's state or the store; the runner (or a Ray
-worker's driver) is what writes its result. Exceptions are not caught here:
-the executor records them as the cell's error.
+The phases, each a function below: data (rows, tokenizer, encoded splits) → train (a seeded
+model) → evaluate (metrics, predictions, eager speed and latency) → measure (size and work) →
+deploy (each requested backend in its own process) → record. Memory is tracked per phase
+(`trackers.memory.MemoryTracker`). A cell never touches another cell's state or the store;
+the runner (or a Ray worker's driver) is what writes its result. Exceptions are not caught
+here: the executor records them as the cell's error.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness import measure
 from harness.allocator import keep_freed_memory
 from harness.batching import Encoded, encode
 from harness.config import CellSpec, train_size_value
@@ -30,13 +31,35 @@ from harness.models.registry import TaskInfo, get_adapter
 from harness.record import CellRecord, now
 from harness.tasks.data import Examples, TaskData, load_task_data
 from harness.tasks.metrics import compute_metrics, two_class_misfit
-from harness.train import cpu_bf16_training, predict, to_predictions, train
+from harness.trackers import machine, speed, work
+from harness.trackers.memory import MemoryTracker
+from harness.train import TrainStats, cpu_bf16_training, predict, to_predictions, train
 
 
 @dataclass
 class CellResult:
     record: CellRecord
     predictions: pd.DataFrame | None  # one row per evaluated example
+
+
+@dataclass
+class CellInputs:
+    """What the data phase hands on: the rows, the tokenizer, and every split encoded."""
+
+    data: TaskData
+    tokenizer: object
+    train: Encoded
+    holdout: Encoded | None
+    eval: dict[str, Encoded]  # evaluation name ("" when single) → rows
+
+
+@dataclass
+class Evaluation:
+    """What the evaluate phase found: metrics, per-example predictions, and eager's figures."""
+
+    metrics: dict[str, float]
+    frames: list[pd.DataFrame]  # predictions, one frame per evaluation split
+    eager: BackendResult
 
 
 def pick_device(requested: str) -> torch.device:
@@ -68,17 +91,58 @@ def run_cell(
 ) -> CellResult:
     started = time.perf_counter()
     quiet_libraries()
-    measure.reset_peak_rss(new_cell=True)
     record = CellRecord.for_spec(spec, run_id)
+    device = pick_device(spec.device)
+    memory = MemoryTracker(device)
     allocator = keep_freed_memory()
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    device = pick_device(spec.device)
-    settings = spec.training
-    task = spec.task
 
-    train_size = train_size_value(spec.train_size)
-    data = load_task_data(task, settings, spec.data_dir, holdout=spec.holdout, train_size=train_size)
+    with memory.phase("train"):
+        inputs = data_phase(spec, record)
+        model, stats = train_phase(spec, inputs, device, record, on_progress)
+    with memory.phase("inference"):
+        evaluation = evaluate_phase(spec, inputs, model, device, stats.epochs_run, on_progress)
+    eager_memory(evaluation.eager, memory)
+    measure_phase(record, model, inputs)
+
+    on_progress(Progress("deploy", stats.epochs_run, spec.training.epochs, 0, 0))
+    settings = spec.training
+    deployed, deployed_outputs = deploy_phase(
+        model,
+        inputs.eval,
+        spec.task.metrics,
+        spec.deploy,
+        settings.eval_batch_size,
+        device,
+        evaluation.eager,
+        spec.deploy_windows,
+    )
+    record.deployed = {name: result.to_dict() for name, result in deployed.items()}
+    add_backend_predictions(evaluation.frames, list(inputs.eval), deployed_outputs)
+    if inputs.holdout is not None:
+        outputs = predict(model, inputs.holdout, settings.eval_batch_size, device, settings.amp)
+        record.holdout_metrics = compute_metrics(spec.task.metrics, outputs, inputs.holdout.labels)
+
+    record_phase(record, spec, inputs, stats, evaluation, memory)
+    fill_provenance(record, device, allocator)
+    record.wall_seconds = time.perf_counter() - started
+    return CellResult(record, pd.concat(evaluation.frames, ignore_index=True))
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def data_phase(spec: CellSpec, record: CellRecord) -> CellInputs:
+    """The task's rows, the model's tokenizer, every split encoded; their fingerprints recorded."""
+    settings = spec.training
+    data = load_task_data(
+        spec.task,
+        settings,
+        spec.data_dir,
+        holdout=spec.holdout,
+        train_size=train_size_value(spec.train_size),
+    )
     check_metrics_fit(spec, data.num_labels)
     adapter = get_adapter(spec.model)
     tokenizer = adapter.tokenizer(data.train, settings)
@@ -89,130 +153,157 @@ def run_cell(
     def encode_rows(rows: Examples) -> Encoded:
         return encode(tokenizer, rows, settings.max_seq_length, settings.truncation_side)
 
-    train_enc = encode_rows(data.train)
-    holdout_enc = encode_rows(data.holdout) if data.holdout else None
-    eval_enc = {name: encode_rows(rows) for name, rows in data.eval.items()}
+    return CellInputs(
+        data=data,
+        tokenizer=tokenizer,
+        train=encode_rows(data.train),
+        holdout=encode_rows(data.holdout) if data.holdout else None,
+        eval={name: encode_rows(rows) for name, rows in data.eval.items()},
+    )
 
+
+def train_phase(
+    spec: CellSpec,
+    inputs: CellInputs,
+    device: torch.device,
+    record: CellRecord,
+    on_progress: Callable[[Progress], None],
+) -> tuple[torch.nn.Module, TrainStats]:
+    """The model built from the cell's seed and trained; early stopping scores the holdout."""
+    settings, task = spec.training, spec.task
     seed_everything(spec.seed)
     info = TaskInfo(
-        num_labels=data.num_labels,
+        num_labels=inputs.data.num_labels,
         is_pair=task.is_pair,
         max_seq_length=settings.max_seq_length,
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(inputs.tokenizer),
+        pad_token_id=inputs.tokenizer.pad_token_id,
     )
-    model = adapter.build(info).to(device)
+    model = get_adapter(spec.model).build(info).to(device)
 
     def score_holdout(trained: torch.nn.Module) -> float:
-        outputs = predict(trained, holdout_enc, settings.eval_batch_size, device, settings.amp)
-        primary_base = task.primary_metric.removesuffix(f"_{next(iter(data.eval))}")
+        outputs = predict(trained, inputs.holdout, settings.eval_batch_size, device, settings.amp)
+        primary_base = task.primary_metric.removesuffix(f"_{next(iter(inputs.eval))}")
         metric = primary_base if primary_base in task.metrics else task.metrics[0]
-        return compute_metrics([metric], outputs, holdout_enc.labels)[metric]
+        return compute_metrics([metric], outputs, inputs.holdout.labels)[metric]
 
     if settings.amp_cpu and device.type == "cpu" and not cpu_bf16_training(settings, device):
         record.notes.append(
             "amp_cpu asked for bf16 training, but this CPU has no native bf16: trained in fp32"
         )
-    measure.reset_cuda_peaks(device)
-    stats = train(
-        model,
-        train_enc,
-        settings,
-        spec.seed,
-        device,
-        score_holdout if settings.early_stopping_patience is not None else None,
-        on_progress,
-    )
-    train_alloc, train_reserved = measure.cuda_peaks_mb(device)
+    stopping = score_holdout if settings.early_stopping_patience is not None else None
+    stats = train(model, inputs.train, settings, spec.seed, device, stopping, on_progress)
+    return model, stats
 
-    measure.reset_cuda_peaks(device)
-    measure.reset_peak_rss()  # eager inference's own peak, as each backend's is
+
+def evaluate_phase(
+    spec: CellSpec,
+    inputs: CellInputs,
+    model: torch.nn.Module,
+    device: torch.device,
+    epochs_run: int,
+    on_progress: Callable[[Progress], None],
+) -> Evaluation:
+    """Metrics and predictions of every evaluation split (under AMP on CUDA, as trained), and the
+    eager model's speed as `trackers.speed` defines it (the fastest fp32 pass) and latency."""
+    settings, task = spec.training, spec.task
     metrics: dict[str, float] = {}
-    frames = []
-    infer_rates = []
-    warm_up(model, next(iter(eval_enc.values())), settings.eval_batch_size, device)  # as every backend is
-    for name, encoded in eval_enc.items():
-        on_progress(Progress("eval", stats.epochs_run, settings.epochs, 0, 0))
-        outputs, rate = measure.timed_predict(model, encoded, settings.eval_batch_size, device, settings.amp)
-        infer_rates.append(rate)
-        predictions = to_predictions(outputs)
+    frames, rates = [], []
+    first = next(iter(inputs.eval.values()))
+    warm_up(model, first, settings.eval_batch_size, device)  # as every backend is
+    for name, encoded in inputs.eval.items():
+        on_progress(Progress("eval", epochs_run, settings.epochs, 0, 0))
+        outputs, rate = speed.timed_predict(model, encoded, settings.eval_batch_size, device, settings.amp)
+        if device.type == "cuda" and settings.amp:  # the speed is fp32's, as for every backend
+            rate = speed.timed_predict(model, encoded, settings.eval_batch_size, device, amp=False)[1]
+        rates.append(speed.fastest_rate(model, encoded, settings.eval_batch_size, device, False, rate))
         metrics.update(compute_metrics(task.metrics, outputs, encoded.labels, suffix=name))
-        frame = pd.DataFrame(
-            {
-                "eval_split": name or task.splits.eval_splits()[name],
-                "row_id": data.eval[name].row_ids,
-                "label": encoded.labels,
-                "prediction": predictions,
-            }
-        )
-        if outputs.ndim == 2:
-            frame["logits"] = list(outputs)
-        frames.append(frame)
-    infer_alloc, infer_reserved = measure.cuda_peaks_mb(device)
-    first_eval = next(iter(eval_enc.values()))
-    p50, p95 = measure.latency_ms(model, first_eval, device, settings.amp)
-    total, trainable = measure.count_parameters(model)
-    infer_rate = float(np.mean(infer_rates))
+        split = name or task.splits.eval_splits()[name]  # the split's own name when there is one
+        frames.append(predictions_frame(split, inputs.data.eval[name], encoded, outputs))
+    p50, p95 = speed.latency_ms(model, first, device, amp=False)
+    rate = float(np.mean(rates))
     eager = BackendResult(
         "ok",
         metrics=dict(metrics),
-        infer_examples_per_s=infer_rate,
-        rates_by_process=[infer_rate],
+        infer_examples_per_s=rate,
+        rates_by_process=[rate],
         latency_p50_ms=p50,
         latency_p95_ms=p95,
-        peak_mb=infer_alloc if infer_alloc is not None else measure.peak_rss_mb(),
-        memory_kind="CUDA" if infer_alloc is not None else "RSS",
         size_mb=state_dict_bytes(model) / 1024**2,
         prepare_seconds=0.0,
         max_abs_diff=0.0,
     )
-    on_progress(Progress("deploy", stats.epochs_run, settings.epochs, 0, 0))
-    deployed, deployed_outputs = deploy_phase(
-        model,
-        eval_enc,
-        task.metrics,
-        spec.deploy,
-        settings.eval_batch_size,
-        device,
-        eager,
-        spec.deploy_windows,
-    )
-    record.deployed = {name: result.to_dict() for name, result in deployed.items()}
-    for frame, name in zip(frames, eval_enc, strict=True):
-        for backend, outputs_by_split in deployed_outputs.items():
-            if name in outputs_by_split:
-                outputs = outputs_by_split[name]
-                frame[f"prediction@{backend}"] = to_predictions(outputs)
-                if outputs.ndim == 2:
-                    frame[f"logits@{backend}"] = list(outputs)
+    return Evaluation(metrics, frames, eager)
 
-    if holdout_enc is not None:
-        outputs = predict(model, holdout_enc, settings.eval_batch_size, device, settings.amp)
-        record.holdout_metrics = compute_metrics(task.metrics, outputs, holdout_enc.labels)
+
+def eager_memory(eager: BackendResult, memory: MemoryTracker) -> None:
+    """Eager's serving memory: the inference phase's peak (CUDA allocated, else resident set)."""
+    inference = memory.phases["inference"]
+    cuda = inference.cuda_allocated_mb
+    eager.peak_mb, eager.memory_kind = (cuda, "CUDA") if cuda is not None else (inference.rss_mb, "RSS")
+
+
+def measure_phase(record: CellRecord, model: torch.nn.Module, inputs: CellInputs) -> None:
+    """Size and work: parameters, and forward FLOPs at the first evaluation split's mean length."""
+    record.params_total, record.params_trainable = work.count_parameters(model)
+    flops = work.forward_flops(model, next(iter(inputs.eval.values())))
+    record.flops_per_example, record.flops_tokens = flops.flops, flops.tokens
+    record.notes += [flops.note] if flops.note else []
+
+
+def record_phase(
+    record: CellRecord,
+    spec: CellSpec,
+    inputs: CellInputs,
+    stats: TrainStats,
+    evaluation: Evaluation,
+    memory: MemoryTracker,
+) -> None:
+    """The phases' figures into the record, which is then ok."""
+    eager, data = evaluation.eager, inputs.data
     record.status = "ok"
-    record.metrics = metrics
-    record.primary_value = metrics[task.primary_metric]
+    record.metrics = evaluation.metrics
+    record.primary_value = evaluation.metrics[spec.task.primary_metric]
     record.label_names = data.label_names
     record.train_examples = len(data.train)
     record.eval_examples = sum(len(rows) for rows in data.eval.values())
-    record.epochs = stats.epochs_run
-    record.best_epoch = stats.best_epoch
-    record.steps = stats.steps
+    record.epochs, record.best_epoch, record.steps = stats.epochs_run, stats.best_epoch, stats.steps
     record.train_seconds = stats.wall_seconds
-    record.train_examples_per_s = stats.examples_per_s
-    record.train_tokens_per_s = stats.tokens_per_s
-    record.infer_examples_per_s = infer_rate
-    record.latency_p50_ms, record.latency_p95_ms = p50, p95
-    record.peak_rss_mb = measure.cell_peak_rss_mb()
-    record.cuda_peak_allocated_mb = max_or_none(train_alloc, infer_alloc)
-    record.cuda_peak_reserved_mb = max_or_none(train_reserved, infer_reserved)
-    record.params_total, record.params_trainable = total, trainable
-    flops = measure.forward_flops(model, first_eval)
-    record.flops_per_example, record.flops_tokens = flops.flops, flops.tokens
-    record.notes += [flops.note] if flops.note else []
-    fill_provenance(record, device, allocator)
-    record.wall_seconds = time.perf_counter() - started
-    return CellResult(record, pd.concat(frames, ignore_index=True))
+    record.train_examples_per_s, record.train_tokens_per_s = stats.examples_per_s, stats.tokens_per_s
+    record.infer_examples_per_s = eager.infer_examples_per_s
+    record.latency_p50_ms, record.latency_p95_ms = eager.latency_p50_ms, eager.latency_p95_ms
+    record.peak_rss_mb = memory.cell_rss_mb()
+    record.cuda_peak_allocated_mb = memory.cuda_peak_mb("allocated")
+    record.cuda_peak_reserved_mb = memory.cuda_peak_mb("reserved")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def predictions_frame(split: str, rows: Examples, encoded: Encoded, outputs: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "eval_split": split,
+            "row_id": rows.row_ids,
+            "label": encoded.labels,
+            "prediction": to_predictions(outputs),
+        }
+    )
+    if outputs.ndim == 2:
+        frame["logits"] = list(outputs)
+    return frame
+
+
+def add_backend_predictions(
+    frames: list[pd.DataFrame], splits: list[str], outputs: dict[str, dict[str, np.ndarray]]
+) -> None:
+    """Each backend's predictions (and logits) beside eager's: `prediction@int8`."""
+    for frame, name in zip(frames, splits, strict=True):
+        for backend, by_split in outputs.items():
+            if name in by_split:
+                frame[f"prediction@{backend}"] = to_predictions(by_split[name])
+                if by_split[name].ndim == 2:
+                    frame[f"logits@{backend}"] = list(by_split[name])
 
 
 def check_metrics_fit(spec: CellSpec, num_labels: int) -> None:
@@ -231,19 +322,13 @@ def data_fingerprint(data: TaskData) -> str:
     return combined({name: rows.fingerprint() for name, rows in splits.items()})
 
 
-def max_or_none(*values: float | None) -> float | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
 def fill_provenance(record: CellRecord, device: torch.device, allocator: str | None) -> None:
     record.device = device.type
-    record.device_name = measure.device_name(device)
-    record.cpu_model = measure.cpu_model()
+    record.device_name = machine.device_name(device)
+    record.cpu_model = machine.cpu_model()
     record.threads = torch.get_num_threads()
     record.capabilities = capabilities(device) | {"allocator": allocator}
     code = code_fingerprint()
     record.git_commit, record.git_dirty = code.commit, code.dirty
     record.code_version, record.code_hash = code.version, code.source_hash
-    record.versions = measure.package_versions()
     record.finished_at = now()

@@ -24,9 +24,9 @@ import torch
 
 from harness.batching import Encoded
 from harness.config import ModelSpec, TaskSpec, TrainingSettings, variant_label
-from harness.measure import counted_flops
 from harness.models.registry import TaskInfo, get_adapter
 from harness.store import Store
+from harness.trackers.work import counted_flops
 
 VOCAB_SIZE = 1000  # embedding lookups are not FLOPs: any table size gives the same count
 

@@ -105,7 +105,7 @@ def test_a_pass_slowed_from_outside_is_not_read_as_the_models_speed(one_thread):
     """The deploy phase keeps the fastest of a few whole passes: a first pass that a burst of
     contention slowed (here: sleeps in its first 4 batches) does not become the figure, and the
     repeats stop at `max_passes` or when the budget cannot fit another pass."""
-    from harness.measure import fastest_rate, timed_predict
+    from harness.trackers.speed import fastest_rate, timed_predict
 
     data = synthetic(rows=8 * 32, length=16)
     model = SlowStart(slow_calls=4, seconds=0.05).eval()
@@ -296,20 +296,24 @@ def test_a_cpu_record_leaves_cuda_memory_empty_and_counts_size_and_work(ballast_
 PHASES = """
 import torch
 from pathlib import Path
-from harness import measure
 from harness.allocator import keep_freed_memory
+from harness.trackers.memory import MemoryTracker
 
 def rss_mb():
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:"))
     return int(line.split()[1]) / 1024
 
 assert keep_freed_memory() is not None  # as a cell's process does
-measure.reset_peak_rss(new_cell=True)
-block = torch.ones(300 * 2**20 // 4)  # a phase that touches 300 MiB, then frees them
-del block
-first_peak, kept = measure.peak_rss_mb(), rss_mb()
-measure.reset_peak_rss()  # the next phase
-print(first_peak, kept, measure.peak_rss_mb(), measure.cell_peak_rss_mb())
+tracker = MemoryTracker(torch.device("cpu"))
+with tracker.phase("first"):
+    block = torch.ones(300 * 2**20 // 4)  # a phase that touches 300 MiB, then frees them
+    del block
+kept = rss_mb()
+with tracker.phase("second"):
+    pass
+first, second = tracker.phases["first"], tracker.phases["second"]
+assert first.cuda_allocated_mb is None and tracker.cuda_peak_mb("allocated") is None  # not CUDA: empty
+print(first.rss_mb, kept, second.rss_mb, tracker.cell_rss_mb())
 """
 
 

@@ -23,7 +23,7 @@ For each backend, in order:
    and their accuracy says the rest;
 5. time the full evaluation pass at the eval batch size, compute every task metric from its
    outputs, repeat the pass while a budget lasts and keep the fastest pass's examples/s
-   (`measure.fastest_rate`: contention on a shared machine only ever adds time), time batch-1
+   (`speed.fastest_rate`: contention on a shared machine only ever adds time), time batch-1
    latency (p50/p95), and read the memory mark.
 
 Every backend that ran is then served a second time, in the mirrored order (eager, A, B, then
@@ -48,13 +48,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import measure
 from harness.allocator import keep_freed_memory
 from harness.batching import Encoded, collate, eval_batches
 from harness.deploy.backends import BACKENDS, EXACT, unsupported_reason, workdir
 from harness.executors.base import CellFailure
 from harness.executors.child import run_in_child
 from harness.tasks.metrics import compute_metrics
+from harness.trackers import memory, speed
 from harness.train import predict, synchronize, to_device
 
 CHECK_ROWS = 256
@@ -122,8 +122,8 @@ def run_backend(
             warm_up(module, first, batch_size, device)
             prepare_seconds = time.perf_counter() - started
             gc.collect()
-            measure.reset_peak_rss()
-            measure.reset_cuda_peaks(device)
+            memory.reset_peak_rss()
+            memory.reset_cuda_peaks(device)
             outputs_check = predict(module, check, batch_size, device, amp=False)
             diff = float(np.max(np.abs(outputs_check - reference))) if len(reference) else 0.0
             if name in EXACT and diff > EXACT_TOLERANCE:
@@ -135,27 +135,25 @@ def run_backend(
             outputs: dict[str, np.ndarray] = {}
             rates = []
             for split, encoded in eval_enc.items():
-                out, rate = measure.timed_predict(module, encoded, batch_size, device, amp=False)
+                out, rate = speed.timed_predict(module, encoded, batch_size, device, amp=False)
                 outputs[split] = out
-                rates.append(measure.fastest_rate(module, encoded, batch_size, device, False, rate))
+                rates.append(speed.fastest_rate(module, encoded, batch_size, device, False, rate))
                 result.metrics.update(compute_metrics(metrics, out, encoded.labels, suffix=split))
             result.infer_examples_per_s = float(np.mean(rates))
             result.rates_by_process = [result.infer_examples_per_s]
-            result.latency_p50_ms, result.latency_p95_ms = measure.latency_ms(
-                module, first, device, amp=False
-            )
+            result.latency_p50_ms, result.latency_p95_ms = speed.latency_ms(module, first, device, amp=False)
         except Exception as error:  # a broken export or kernel: this backend failed, the cell goes on
             lines = traceback.format_exception_only(type(error), error)
             return BackendResult("failed", reason=lines[-1].strip()[:500]), {}
-    cuda_peak, _ = measure.cuda_peaks_mb(device)
-    result.peak_mb = cuda_peak if cuda_peak is not None else measure.peak_rss_mb()
+    cuda_peak, _ = memory.cuda_peaks_mb(device)
+    result.peak_mb = cuda_peak if cuda_peak is not None else memory.peak_rss_mb()
     result.memory_kind = "CUDA" if cuda_peak is not None else "RSS"
     return result, outputs
 
 
 def best_of(first: BackendResult, second: BackendResult) -> BackendResult:
     """One backend timed in two processes: the faster of each speed figure (contention only
-    ever adds time, as in `measure.fastest_rate`); metrics, size and memory from the first
+    ever adds time, as in `speed.fastest_rate`); metrics, size and memory from the first
     (the second computes the same outputs: fp32 backends are checked against eager's, and a
     quantized model is quantized from the same weights)."""
 

@@ -1,12 +1,26 @@
-"""Uncertainty: a t-interval over seeds, and a paired bootstrap over examples.
+"""Uncertainty: a t-interval over seeds, and a paired bootstrap over seeds and examples.
 
 - `t_interval`: the mean over seeds with a 95% Student-t confidence interval
   (half-width t(0.975, n-1) * s / sqrt(n)); one seed has no interval.
-- `paired_bootstrap`: is model A ahead of model B on the same examples? Examples are
-  resampled with replacement (the same resample for both models); on each resample
-  each model's metric is computed per seed and averaged over its seeds (for accuracy
-  this is the mean over examples of the seed-averaged correctness). The p-value is
-  one-sided, the share of resamples where A is not ahead, (1 + #{delta* <= 0}) / (B + 1).
+- `paired_bootstrap`: is model A ahead of model B on the same examples? A score moves for two
+  reasons: the seeds (another set of training runs gives other models; on small tasks this is
+  the larger part, CoLA's seed interval is ±17.9) and the examples (another evaluation set). So
+  the bootstrap has two levels: each resample draws each model's seeds with replacement (its
+  own draw per model: they are independent runs), then the examples with replacement (the same
+  rows for both models, which were evaluated on the same rows); each model's score is its
+  metric on those rows averaged over the seeds drawn (each seed's deviation from the seeds' mean
+  widened by sqrt(S/(S-1)) so that the seed level's variance is not understated, see
+  `_over_drawn_seeds`). The interval is the 2.5th-97.5th percentile of the resampled A - B;
+  the p-value is one-sided, the share of resamples where A is not ahead,
+  (1 + #{delta* <= 0}) / (B + 1). With one seed per model there is nothing to draw at the
+  seed level and it is the example bootstrap, number for number: the seed noise of a one-seed
+  model is then not covered. `resample_seeds=False` gives the example bootstrap for any number of
+  seeds, with the trained models held fixed, which calls two models that differ only by their
+  seeds separable: it answers "is A ahead on this evaluation set, for these trained models?".
+  With few seeds (three) the seed level still has only three values to draw from, and the test
+  is somewhat liberal when seed noise dominates (tests/test_ties.py measures it).
+- `example_standard_error`: the example bootstrap alone (the trained models held fixed), for
+  the report's split of the variance into its seed part and its example part.
 """
 
 from __future__ import annotations
@@ -83,6 +97,26 @@ def _pooled(function, labels: np.ndarray, predictions: Sequence[np.ndarray], ind
     return np.mean([function(np.asarray(p)[index], labels[index]) for p in predictions], axis=0)
 
 
+def _seed_weights(rng: np.random.Generator, seeds: int, resamples: int) -> np.ndarray:
+    """(resamples, seeds): how often each seed is drawn when `seeds` are drawn with replacement,
+    divided by `seeds`; each row sums to 1. A seed drawn twice counts twice, one not drawn not at all."""
+    return rng.multinomial(seeds, np.full(seeds, 1.0 / seeds), size=resamples) / seeds
+
+
+def _over_drawn_seeds(per_seed: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The mean over the drawn seeds of each seed's metric, (seeds, R) and (R, seeds) → (R,).
+
+    Each seed's deviation from the seeds' mean on the same resample is first widened by
+    sqrt(S/(S-1)): the mean of S values drawn with replacement from S varies by (S-1)/S of
+    s²/S, two thirds of it at three seeds (the bootstrap's bias for a mean); widened, it varies
+    by s²/S, the seed-to-seed variance of a mean of S independent runs."""
+    seeds = len(per_seed)
+    if seeds > 1:
+        mean = per_seed.mean(axis=0)
+        per_seed = mean + math.sqrt(seeds / (seeds - 1)) * (per_seed - mean)
+    return (weights.T * per_seed).sum(axis=0)
+
+
 def _bootstrap(
     function,
     labels: np.ndarray,
@@ -90,17 +124,36 @@ def _bootstrap(
     resamples: int,
     seed: int,
     max_cells: int,
+    resample_seeds: bool = False,
 ) -> list[np.ndarray]:
     """Each side's seed-pooled metric on the same `resamples` resamples of the examples, drawn in
-    chunks of at most `max_cells` indices so that memory stays bounded on large splits."""
+    chunks of at most `max_cells` indices so that memory stays bounded on large splits.
+
+    With `resample_seeds`, each resample also draws each side's seeds with replacement (its own
+    draw per side: the seeds are independent runs) and averages the metric over the seeds drawn
+    (`_over_drawn_seeds`); without, every seed counts once. The example draws come from `seed`
+    alone, so both ways see the same example resamples, and with one seed per side they give the
+    same numbers. The seeds' metrics on a chunk of resamples are computed once either way, so the
+    seed draws cost next to nothing."""
     n = len(labels)
     rng = np.random.default_rng(seed)
+    weights = None
+    if resample_seeds:  # a stream of its own, so that the examples' draws stay what they were
+        seed_rng = np.random.default_rng([seed, 1])
+        weights = [_seed_weights(seed_rng, len(predictions), resamples) for predictions in sides]
+    arrays = [[np.asarray(p) for p in predictions] for predictions in sides]
     chunk = max(1, min(resamples, max_cells // max(1, n)))
     scores: list[list[np.ndarray]] = [[] for _ in sides]
     for start in range(0, resamples, chunk):
-        index = rng.integers(0, n, size=(min(chunk, resamples - start), n))
-        for side, predictions in zip(scores, sides, strict=True):
-            side.append(_pooled(function, labels, predictions, index))
+        stop = min(resamples, start + chunk)
+        index = rng.integers(0, n, size=(stop - start, n))
+        truth = labels[index]
+        for side, (out, predictions) in enumerate(zip(scores, arrays, strict=True)):
+            per_seed = np.stack([function(p[index], truth) for p in predictions])  # (seeds, chunk)
+            if weights is None:
+                out.append(per_seed.mean(axis=0))
+            else:
+                out.append(_over_drawn_seeds(per_seed, weights[side][start:stop]))
     return [np.concatenate(side) for side in scores]
 
 
@@ -112,10 +165,18 @@ def paired_bootstrap(
     resamples: int = 1000,
     seed: int = 0,
     max_cells: int = 2_000_000,
+    resample_seeds: bool = True,
 ) -> BootstrapResult:
     """Paired bootstrap of metric(A) - metric(B); each side is a list of per-seed prediction arrays.
 
-    All arrays are aligned: element i of every array is the same example.
+    All arrays are aligned: element i of every array is the same example. Two levels (the
+    default): each resample draws each model's seeds with replacement, its own draw per model,
+    then the examples with replacement, the same rows for both models; each model's score is its
+    metric on those rows averaged over the seeds drawn (their spread widened by sqrt(S/(S-1)),
+    `_over_drawn_seeds`). The interval and p-value so cover seed
+    noise (another set of training runs) as well as example noise (another evaluation set). With
+    one seed per model it is the example bootstrap, number for number; `resample_seeds=False`
+    gives the example bootstrap for any number of seeds (the trained models held fixed).
     """
     function = _resampled_function(metric)
     labels = np.asarray(labels)
@@ -128,7 +189,7 @@ def paired_bootstrap(
         - _pooled(function, labels, predictions_b, everything)[0]
     )
     score_a, score_b = _bootstrap(
-        function, labels, [predictions_a, predictions_b], resamples, seed, max_cells
+        function, labels, [predictions_a, predictions_b], resamples, seed, max_cells, resample_seeds
     )
     delta_star = score_a - score_b
     delta_star = delta_star[np.isfinite(delta_star)]
