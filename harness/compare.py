@@ -40,7 +40,7 @@ from scipy import stats
 
 from harness import strict_json
 from harness.errors import InputError
-from harness.record import fill_variants
+from harness.record import CellRecord, fill_variants
 from harness.report.stats import holm_adjusted
 from harness.tasks.metrics import higher_is_better
 
@@ -56,12 +56,10 @@ class CostMetric:
     tolerance: float  # relative
 
 
-COST_METRICS = (
-    CostMetric("train_examples_per_s", True, 0.10),
-    CostMetric("infer_examples_per_s", True, 0.10),
-    CostMetric("latency_p50_ms", False, 0.10),
-    CostMetric("peak_rss_mb", False, 0.05),
-    CostMetric("cuda_peak_allocated_mb", False, 0.05),
+COST_METRICS = tuple(  # the record's cost fields that carry a tolerance (harness/record.py)
+    CostMetric(name, cost.higher_is_better, cost.tolerance)
+    for name, cost in CellRecord.costs().items()
+    if cost.tolerance is not None
 )
 
 

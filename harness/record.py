@@ -18,6 +18,21 @@ if TYPE_CHECKING:
     from harness.config import CellSpec
 
 
+@dataclass(frozen=True)
+class Cost:
+    """A field that is a cost of the cell: which way is better, and the relative change `compare`
+    calls a regression on the same hardware (None: shown, never compared, e.g. a deterministic
+    count). Memory fields are shown as the entry's memory with its kind, not as a column."""
+
+    higher_is_better: bool
+    tolerance: float | None = None
+    memory: bool = False
+
+
+def cost(higher_is_better: bool, tolerance: float | None = None, memory: bool = False) -> Any:
+    return field(default=None, metadata={"cost": Cost(higher_is_better, tolerance, memory)})
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -54,20 +69,22 @@ class CellRecord:
     best_epoch: int | None = None
     steps: int | None = None
     train_seconds: float | None = None
-    train_examples_per_s: float | None = None
+    train_examples_per_s: float | None = cost(higher_is_better=True, tolerance=0.10)
     train_tokens_per_s: float | None = None
     # inference
-    infer_examples_per_s: float | None = None
-    latency_p50_ms: float | None = None
-    latency_p95_ms: float | None = None
+    # the fastest fp32 pass over the evaluation split at the eval batch size (trackers/speed.py)
+    infer_examples_per_s: float | None = cost(higher_is_better=True, tolerance=0.10)
+    latency_p50_ms: float | None = cost(higher_is_better=False, tolerance=0.10)
+    latency_p95_ms: float | None = cost(higher_is_better=False)
     # memory
-    peak_rss_mb: float | None = None
-    cuda_peak_allocated_mb: float | None = None
+    peak_rss_mb: float | None = cost(higher_is_better=False, tolerance=0.05, memory=True)
+    cuda_peak_allocated_mb: float | None = cost(higher_is_better=False, tolerance=0.05, memory=True)
     cuda_peak_reserved_mb: float | None = None
     # size and work
-    params_total: int | None = None
+    params_total: int | None = cost(higher_is_better=False)
     params_trainable: int | None = None
-    flops_per_example: float | None = None  # forward, from the model's formula (same on every device)
+    # forward, from the model's formula (same on every device)
+    flops_per_example: float | None = cost(higher_is_better=False)
     flops_tokens: int | None = None  # the token count flops_per_example is for
     # deployment: backend → {status, reason, metrics, infer_examples_per_s, latency, peak_mb, size_mb, ...}
     deployed: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -109,6 +126,11 @@ class CellRecord:
             config=spec.model_dump(mode="json"),
             started_at=now(),
         )
+
+    @classmethod
+    def costs(cls) -> dict[str, Cost]:
+        """The cost fields, in record order: what reports pool and `compare` judges."""
+        return {f.name: f.metadata["cost"] for f in fields(cls) if "cost" in f.metadata}
 
     @classmethod
     def columns(cls) -> list[str]:

@@ -321,3 +321,26 @@ def test_a_backend_whose_process_dies_is_failed_and_the_cell_goes_on(data_dir):
     eager, int8 = record.deployed["eager"], record.deployed["int8"]
     assert eager["status"] == "failed" and "the eager backend's process died from SIGKILL" in eager["reason"]
     assert int8["status"] == "ok" and int8["metrics"] != {}
+
+
+def test_the_catalog_declares_each_backend_once_and_onnx_follows_the_cell_device():
+    """One declaration: the suite schema's names, the builders and the exactness all come from the
+    catalog. On a CUDA cell ONNX Runtime must run on its CUDA provider, or be skipped with the
+    reason, never be timed on the CPU against GPU eager."""
+    import typing
+
+    import onnxruntime
+
+    from harness.config import Backend
+    from harness.deploy.catalog import CATALOG, NAMES, unsupported_reason
+
+    assert set(typing.get_args(Backend)) == set(NAMES) == set(BACKENDS)
+    assert {b.name for b in CATALOG if b.exact} == {"eager", "compile", "onnx"}
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    reason = unsupported_reason("onnx", cuda)
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        assert reason is None
+    else:  # the CPU wheel (CI): skipped, saying why
+        assert reason == "this onnxruntime has no CUDA execution provider (pip install onnxruntime-gpu)"
+    assert unsupported_reason("onnx", cpu) is None
+    assert "CPU only" in unsupported_reason("int8", cuda) and "CUDA only" in unsupported_reason("fp16", cpu)

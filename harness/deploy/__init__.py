@@ -3,6 +3,7 @@
 | module | one job |
 |---|---|
 | `capabilities.py` | what the CPU/GPU can do (bf16, AMX, VNNI), detected and recorded |
-| `backends.py` | eager, bf16, fp16, compile, int8, onnx, onnx-int8: each a module taking a batch dict |
+| `catalog.py` | the backends declared once: name, exactness, what it is, whether this machine runs it |
+| `backends.py` | each catalog backend's builder: a module taking a batch dict, and its artefact's size |
 | `phase.py` | each backend on the real evaluation rows: checked against eager; metrics, speed, memory, size |
 """

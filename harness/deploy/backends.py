@@ -1,25 +1,14 @@
 """Inference backends: the trained model as people deploy it, each a module taking a batch dict.
 
-| backend | what it is |
-|---|---|
-| `eager` | the trained fp32 PyTorch module, as evaluated |
-| `bf16` | autocast to bfloat16 (CUDA, or a CPU with AVX512-BF16/AMX) |
-| `fp16` | autocast to float16 (CUDA only: CPUs have no fast fp16 matmul) |
-| `compile` | `torch.compile(dynamic=True)`; its first passes (compilation) are timed apart |
-| `int8` | dynamic int8 quantization of the linear (per-channel) and recurrent layers; oneDNN on AMX |
-| `onnx` | exported to ONNX (dynamic batch and length axes), run by ONNX Runtime |
-| `onnx-int8` | that ONNX model through ONNX Runtime's dynamic int8 quantizer (convolutions stay fp32) |
-
-A backend this machine cannot run has its reason from `unsupported_reason`, known before any
-model is built; the phase records it as skipped without starting a process for it. Every
-backend returns a `Deployed`: the module and the size of the artefact one would ship (bytes on
-disk).
+Which backends exist, which compute as eager does and which this machine can run is declared
+once, in `catalog.py` (`harness list backends` prints it); here each registers its builder
+against its name (`@builds`). Every builder returns a `Deployed`: the module and the size of the
+artefact one would ship (bytes on disk).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import io
 import logging
 import tempfile
@@ -31,7 +20,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness.deploy.capabilities import bf16_supported, int8_engine
+from harness.deploy.capabilities import int8_engine
+from harness.deploy.catalog import NAMES
+
+Builder = Callable[[nn.Module, dict, torch.device, Path], "Deployed"]
+BACKENDS: dict[str, Builder] = {}
+
+
+def builds(name: str) -> Callable[[Builder], Builder]:
+    """Register the builder of catalog backend `name`."""
+
+    def register(build: Builder) -> Builder:
+        BACKENDS[name] = build
+        return build
+
+    return register
+
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -73,16 +77,18 @@ class Positional(nn.Module):
 
 
 class OnnxRuntime(nn.Module):
-    """An ONNX Runtime session behind the batch-dict interface (CPU execution provider)."""
+    """An ONNX Runtime session behind the batch-dict interface, on the cell's device: the CUDA
+    execution provider for a CUDA cell (the catalog skips ONNX there without it), else the CPU's."""
 
-    def __init__(self, path: Path, threads: int):
+    def __init__(self, path: Path, threads: int, device: torch.device):
         super().__init__()
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        provider = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
+        self.session = ort.InferenceSession(str(path), options, providers=[provider])
         self.inputs = [i.name for i in self.session.get_inputs()]  # unused inputs are pruned
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -90,6 +96,7 @@ class OnnxRuntime(nn.Module):
         return torch.from_numpy(self.session.run(None, feed)[0])
 
 
+@builds("eager")
 def _eager(model: nn.Module, example: dict, device: torch.device, workdir: Path) -> Deployed:
     return Deployed(model, state_dict_bytes(model))
 
@@ -102,10 +109,12 @@ def _autocast(dtype: torch.dtype):
     return build
 
 
+@builds("compile")
 def _compile(model: nn.Module, example: dict, device: torch.device, workdir: Path) -> Deployed:
     return Deployed(torch.compile(model, dynamic=True), state_dict_bytes(model))
 
 
+@builds("int8")
 def _int8(model: nn.Module, example: dict, device: torch.device, workdir: Path) -> Deployed:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
@@ -177,38 +186,17 @@ def _onnx(quantize: bool):
             finally:
                 root.setLevel(level)
             path = quantized
-        return Deployed(OnnxRuntime(path, torch.get_num_threads()), path.stat().st_size)
+        return Deployed(OnnxRuntime(path, torch.get_num_threads(), device), path.stat().st_size)
 
     return build
 
 
-BACKENDS: dict[str, Callable[[nn.Module, dict, torch.device, Path], Deployed]] = {
-    "eager": _eager,
-    "bf16": _autocast(torch.bfloat16),
-    "fp16": _autocast(torch.float16),
-    "compile": _compile,
-    "int8": _int8,
-    "onnx": _onnx(quantize=False),
-    "onnx-int8": _onnx(quantize=True),
-}
-
-
-def unsupported_reason(name: str, device: torch.device) -> str | None:
-    """Why this machine cannot run backend `name` at all, or None where it can."""
-    if name == "fp16" and device.type != "cuda":
-        return "fp16 runs on CUDA only (CPUs have no fast fp16 matmul)"
-    if name == "bf16":
-        ok, reason = bf16_supported(device)
-        return None if ok else reason
-    if name == "int8" and device.type != "cpu":
-        return "PyTorch's dynamic int8 quantization runs on the CPU only"
-    if name.startswith("onnx") and importlib.util.find_spec("onnxruntime") is None:
-        return 'onnxruntime is not installed (pip install -e ".[deploy]")'
-    return None
-
-
-# backends that compute in fp32 as eager does: their outputs must agree with eager's closely
-EXACT = {"eager", "compile", "onnx"}
+builds("bf16")(_autocast(torch.bfloat16))
+builds("fp16")(_autocast(torch.float16))
+builds("onnx")(_onnx(quantize=False))
+builds("onnx-int8")(_onnx(quantize=True))
+if set(BACKENDS) != set(NAMES):  # a catalog entry without a builder, or the reverse
+    raise ImportError(f"backends without a builder or a catalog entry: {set(BACKENDS) ^ set(NAMES)}")
 
 
 def workdir() -> tempfile.TemporaryDirectory:

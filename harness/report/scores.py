@@ -17,16 +17,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.config import GroupSpec
+from harness.record import CellRecord
 from harness.report.stats import Estimate, t_interval
 
-COST_COLUMNS = (
-    "train_examples_per_s",
-    "infer_examples_per_s",
-    "latency_p50_ms",
-    "params_total",
-    "flops_per_example",
-    "flops_tokens",  # the representative row's length the FLOPs are for
-)
+# an entry's cost columns: the record's cost fields but memory (shown with its kind), and the
+# token count the FLOPs are for
+COST_COLUMNS = (*(name for name, c in CellRecord.costs().items() if not c.memory), "flops_tokens")
 
 
 def _on_gpu(records: pd.DataFrame) -> pd.Series:
