@@ -8,6 +8,7 @@ imported inside the commands that use them, so `harness --help` answers at once.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from functools import wraps
@@ -53,6 +54,48 @@ def user_errors(command):
     return wrapper
 
 
+def check_output(path: Path, option: str, folder: bool = False, store: Path | None = None) -> None:
+    """An output path is checked before any work: a file where a folder is wanted (or the
+    reverse), a folder on the way that is a file, no write permission, or the results store
+    itself are one line. A missing folder is fine: the writer makes it (like `mkdir -p`)."""
+    if folder and path.exists() and not path.is_dir():
+        raise InputError(
+            path, "is a file, but a folder is wanted here", "pass a folder; it is made if missing", option
+        )
+    if not folder and path.is_dir():
+        raise InputError(path, "is a folder, but a file is wanted here", "pass a file name in it", option)
+    if store is not None and path.resolve() == store.resolve():
+        raise InputError(path, "is the results store itself", "write to another file", option)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise InputError(path, f"{existing} is a file, not a folder", "pass a path under a folder", option)
+    if not os.access(existing, os.W_OK | (os.X_OK if existing.is_dir() else 0)):
+        raise InputError(path, f"{existing} is not writable", "pass a path you can write to", option)
+
+
+def check_tasks_dirs(folders: list[Path] | None) -> list[Path]:
+    """Each `--tasks-dir` is a folder: a typo would otherwise be skipped, and a task of that
+    name taken silently from somewhere else (a built-in)."""
+    for folder in folders or []:
+        if not folder.is_dir():
+            problem = "is a file, not a folder" if folder.exists() else "no such folder"
+            raise InputError(folder, problem, "pass a folder of task YAMLs", "--tasks-dir")
+    return folders or []
+
+
+def write_output(path: Path, text: str, option: str) -> None:
+    """Write a checked output file, its folder made first (like `mkdir -p`)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as error:
+        raise InputError(
+            path, f"could not be written ({error.strerror})", "pass a path you can write to", option
+        ) from None
+
+
 class Executor(str, Enum):
     local = "local"
     inline = "inline"
@@ -87,9 +130,10 @@ def run(
 ) -> None:
     """Run every cell (task × model × seed) of a suite and store one record per cell."""
     from harness.runner import run_suite
-    from harness.store import load_records
+    from harness.store import check_store_path, load_records
     from harness.tables import records_table
 
+    check_store_path(store)  # before the suite is planned, long before a cell trains
     summary = run_suite(
         suite,
         store,
@@ -99,7 +143,7 @@ def run(
         executor.value,
         address,
         model,
-        tasks_dir or [],
+        check_tasks_dirs(tasks_dir),
         allow_mixed_code,
     )
     records = load_records(store, [summary.run_id])
@@ -117,6 +161,7 @@ def run(
 class ListWhat(str, Enum):
     tasks = "tasks"
     models = "models"
+    backends = "backends"
     runs = "runs"
 
 
@@ -128,7 +173,8 @@ def list_(
     suite: Path = typer.Option(None, "--suite", help="also the tasks beside this suite (its tasks/ folder)"),
     tasks_dir: list[Path] = TASKS_DIR_OPTION,
 ) -> None:
-    """List the tasks (and where each comes from), the model adapters, or the runs in the store."""
+    """List the tasks (and where each comes from), the model adapters, the inference backends (and
+    whether this machine runs them), or the runs in the store."""
     table = Table(title=what.value, title_justify="left")
     if what is ListWhat.tasks:
         from harness.tasks.registry import available_tasks, load_task
@@ -136,7 +182,7 @@ def list_(
         for column in ("task", "title", "dataset", "texts", "type", "metrics", "group", "from"):
             table.add_column(column)
         suite_dir = suite.parent if suite is not None else None
-        for name, found in available_tasks(suite_dir, tasks_dir or []).items():
+        for name, found in available_tasks(suite_dir, check_tasks_dirs(tasks_dir)).items():
             task = load_task(found.path)
             table.add_row(
                 name,
@@ -155,10 +201,24 @@ def list_(
         table.add_column("description")
         for name, adapter in load_adapters().items():
             table.add_row(name, adapter.description())
+    elif what is ListWhat.backends:
+        import torch
+
+        from harness.deploy.catalog import CATALOG
+
+        for column in ("backend", "exact", "what", "here"):
+            table.add_column(column)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        for backend in CATALOG:
+            reason = backend.unsupported(device)
+            here = f"skipped: {reason}" if reason else f"runs ({device.type})"
+            table.add_row(
+                backend.name, "fp32, checked" if backend.exact else "approximate", backend.what, here
+            )
     else:
         from harness.store import Store
 
-        with Store(store, create=False) as db:
+        with Store(store, create=False, read_only=True) as db:
             runs = db.runs()
         for column in ("run_id", "suite", "started_at", "status", "cells"):
             table.add_column(column)
@@ -188,10 +248,29 @@ def show(
     from harness.store import Store
     from harness.tables import records_table
 
-    with Store(store, create=False) as db:
+    with Store(store, create=False, read_only=True) as db:
         run_id = _resolve_run(db, run_id)
         records = db.records([run_id])
     console.print(records_table(records, f"run {run_id}"))
+
+
+@app.command("upgrade-store")
+@user_errors
+def upgrade_store(store: Path = STORE_OPTION) -> None:
+    """Bring a store written by an older version up to date: FLOPs from each model's formula
+    (the token count recovered from the stored figure), and each record's variant."""
+    from harness.store import Store
+    from harness.upgrade import upgrade_store as upgrade
+
+    Store(store, create=False).close()  # a clear message when there is no store here
+    summary = upgrade(store)
+    for line in summary.changes:
+        console.print(f"  {line}", highlight=False)
+    for line in summary.unresolved:
+        console.print(f"[yellow]  left alone: {line}[/]", highlight=False)
+    console.print(
+        f"{summary.flops_recomputed} FLOPs figure(s) recomputed, {summary.variants_filled} variant(s) filled"
+    )
 
 
 class Format(str, Enum):
@@ -210,7 +289,9 @@ def export(
     """Export a run's records as CSV (metrics as `metric.<name>` columns) or JSON."""
     from harness.store import JSON_FIELDS, Store
 
-    with Store(store, create=False) as db:
+    if out is not None:
+        check_output(out, "--out", store=store)
+    with Store(store, create=False, read_only=True) as db:
         run_id = _resolve_run(db, run_id)
         records = db.records([run_id])
     if format is Format.csv:
@@ -222,7 +303,7 @@ def export(
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text)
+        write_output(out, text, "--out")
         console.print(f"wrote {len(records)} records to {out}")
 
 
@@ -243,7 +324,8 @@ def baseline_save(
     from harness.compare import save_baseline
     from harness.store import Store
 
-    with Store(store, create=False) as db:
+    check_output(out, "--out", store=store)
+    with Store(store, create=False, read_only=True) as db:
         run_id = _resolve_run(db, run_id)
         records = db.records([run_id])
     save_baseline(records[records.status == "ok"], out)
@@ -276,6 +358,9 @@ def compare_(
     )
     from harness.planning import load_suite
 
+    for path, option in ((markdown, "--markdown"), (junit, "--junit")):
+        if path is not None:
+            check_output(path, option, store=store)
     settings = load_suite(suite).compare if suite else None
     thresholds = Thresholds(
         alpha=alpha if alpha is not None else (settings.alpha if settings else 0.05),
@@ -303,9 +388,9 @@ def compare_(
         table.add_row(*row, style=style)
     console.print(table)
     if markdown:
-        markdown.write_text(to_markdown(results, baseline, current))
+        write_output(markdown, to_markdown(results, baseline, current), "--markdown")
     if junit:
-        junit.write_text(to_junit(results))
+        write_output(junit, to_junit(results), "--junit")
     regressed = has_regression(results)
     console.print("[red]regression[/]" if regressed else "[green]no regression[/]")
     raise typer.Exit(1 if regressed else 0)
@@ -351,6 +436,7 @@ def profile(
         write_plot,
     )
 
+    check_output(out, "--out", folder=True)
     names = [name.strip() for name in models.split(",") if name.strip()]
     known = load_adapters()
     unknown = [name for name in names if name not in known]
@@ -448,6 +534,7 @@ def report(
     from harness.report import generate_report
     from harness.report.references import default_references
 
+    check_output(out, "--out", folder=True)
     chosen = None if no_references else (references or default_references())
     written, used = generate_report(store, out, run_ids or [], suite, chosen, suite_file=suite_file)
     pages = ", ".join(str(path) for path in written if path.suffix != ".json")

@@ -17,10 +17,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from harness.deploy.catalog import NAMES as BACKEND_NAMES
+from harness.errors import BadValue
 from harness.fingerprint import file_hash
 from harness.tasks.metrics import get_metric, metric_names, two_class_misfit
 
-Backend = Literal["eager", "bf16", "fp16", "compile", "int8", "onnx", "onnx-int8"]
+Backend = Literal[BACKEND_NAMES]  # the catalog's names (harness/deploy/catalog.py)
 
 
 def eager_first(backends: list[str]) -> list[str]:
@@ -127,7 +129,7 @@ class TaskSpec(Strict):
     def num_labels(self) -> int | None:
         """The number of classes when the task file says (label_map or label_names)."""
         if self.label_map is not None:
-            return len(set(self.label_map.values()))
+            return len(self.label_map)
         return len(self.label_names) if self.label_names is not None else None
 
     def metric_keys(self) -> list[str]:
@@ -137,6 +139,58 @@ class TaskSpec(Strict):
             for eval_name in self.splits.eval_splits()
             for metric in self.metrics
         ]
+
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _number_names_as_text(cls, value: Any) -> Any:
+        """YAML reads `{0: 0, 1: 1}` with integer keys; the data's labels are matched as text."""
+        if isinstance(value, dict):
+            return {
+                str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v for k, v in value.items()
+            }
+        return value
+
+    @field_validator("label_map")
+    @classmethod
+    def _one_id_per_class(cls, label_map: dict[str, int] | None) -> dict[str, int] | None:
+        """Ids 0..n-1, one name each: two names on one id would silently merge two classes
+        (three names on 0 once trained a one-class task that scored 100%)."""
+        if label_map is None:
+            return None
+        by_id: dict[int, list[str]] = {}
+        for name, index in label_map.items():
+            by_id.setdefault(index, []).append(name)
+        shared = {index: names for index, names in sorted(by_id.items()) if len(names) > 1}
+        if shared:
+            index, names = next(iter(shared.items()))
+            raise BadValue(
+                f"{', '.join(map(repr, names))} share the id {index}, which would make them one class",
+                "give each class its own id, 0..n-1 (merge names in the data, not in label_map)",
+            )
+        ids = sorted(by_id)
+        if ids != list(range(len(ids))):
+            raise BadValue(
+                f"ids must be 0..{len(ids) - 1} without gaps; they are {ids}",
+                f"number the {len(ids)} classes 0..{len(ids) - 1}",
+            )
+        if len(ids) < 2:
+            raise BadValue("names a single class; a classifier needs two or more", "add the other classes")
+        return label_map
+
+    @field_validator("label_names")
+    @classmethod
+    def _distinct_names(cls, names: list[str] | None) -> list[str] | None:
+        if names is None:
+            return None
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise BadValue(
+                f"names {repeated} more than once; a class id is its position in this list",
+                "name each class once, in id order",
+            )
+        if len(names) < 2:
+            raise BadValue("names a single class; a classifier needs two or more", "add the other classes")
+        return names
 
     @field_validator("metrics")
     @classmethod
@@ -156,10 +210,6 @@ class TaskSpec(Strict):
         wrong = [m for m in self.metrics if get_metric(m).problem_type != self.problem_type]
         if wrong:
             raise ValueError(f"metric(s) {wrong} are not for {self.problem_type} tasks")
-        if self.label_map is not None:
-            ids = sorted(set(self.label_map.values()))
-            if ids != list(range(len(ids))):
-                raise ValueError(f"label_map ids must be 0..{len(ids) - 1} without gaps; they are {ids}")
         misfit = two_class_misfit(self.metrics, self.num_labels) if self.num_labels is not None else None
         if misfit:
             raise ValueError(f"{misfit}; use f1_macro or f1_micro")
@@ -230,6 +280,21 @@ class TrainingSettings(Strict):
         description="bf16 autocast for training on a CPU that computes bf16 natively (AVX512-BF16, AMX); "
         "off by default so a suite's results do not depend on which CPU ran it",
     )
+
+
+MAX_SEED = 2**32 - 1  # numpy's seeding (`np.random.seed`) takes 0..2**32-1; torch takes those too
+
+
+def check_seeds(seeds: list[int]) -> list[int]:
+    """Seeds numpy and torch accept, checked here rather than failing every cell at its start.
+    (A repeated seed is refused by planning, which names the entry.)"""
+    wrong = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
+    if wrong:
+        raise BadValue(
+            f"seed {wrong[0]} is out of range: numpy and torch take seeds 0..{MAX_SEED}",
+            "use seeds >= 0, e.g. [0, 1, 2]",
+        )
+    return seeds
 
 
 TrainSize = Annotated[int, Field(ge=1)] | Literal["full"]
@@ -360,7 +425,7 @@ class Suite(Strict):
     description: str = ""
     tasks: list[TaskRef] = Field(min_length=1)
     models: list[ModelSpec] = Field(min_length=1)
-    seeds: list[int] = Field(default=[0], min_length=1)
+    seeds: Annotated[list[int], AfterValidator(check_seeds)] = Field(default=[0], min_length=1)
     train_sizes: TrainSizes | None = Field(
         default=None,
         description="learning curves: train each cell on nested, label-stratified subsets of these "

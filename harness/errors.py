@@ -27,3 +27,12 @@ class InputError(Exception):
 
 class DataMissingError(RuntimeError):
     """A task's split is not where the loader looked; raised inside a cell, recorded as its error."""
+
+
+class BadValue(ValueError):
+    """A schema validator's complaint that knows its fix: `validation_to_input_error` puts the
+    problem and this fix into the one line the user sees, in place of the generic pointer."""
+
+    def __init__(self, problem: str, fix: str):
+        super().__init__(problem)
+        self.fix = fix

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.config import CellSpec, ModelSpec, Suite, TrainingSettings, train_size_value
+from harness.config import CellSpec, ModelSpec, Suite, TaskRef, TaskSpec, TrainingSettings, train_size_value
 from harness.errors import InputError
-from harness.tasks.data import check_local_files
+from harness.tasks.data import check_local_files, holdout_rows, split_rows, training_rows
 from harness.tasks.registry import resolve_group, resolve_task
 from harness.yaml_io import read_mapping, validation_to_input_error
 
@@ -106,6 +106,48 @@ def curve_training(training: TrainingSettings, size: Any, min_steps: int | None)
     return training if epochs == training.epochs else training.model_copy(update={"epochs": epochs})
 
 
+def check_training_rows(
+    task: TaskSpec,
+    rows: int | None,
+    ref: TaskRef,
+    t_index: int,
+    size: Any,
+    training: TrainingSettings,
+    holdout: bool,
+    suite_path: Path,
+) -> None:
+    """A learning-curve size or a holdout the training split cannot give is refused here, where
+    the split's rows are known (a local file read, a mirror's parquet footers), not in every
+    cell an hour later. `max_train_examples` only caps: larger than the split is fine."""
+    if rows is None:
+        return
+    capped = rows if training.max_train_examples is None else min(rows, training.max_train_examples)
+    available = training_rows(rows, training, holdout)
+    if available < 1:
+        raise InputError(
+            suite_path,
+            f"task {task.name}: the holdout ({holdout_rows(capped, training.holdout_fraction)} of "
+            f"{capped} training row(s)) leaves none to train on",
+            "train on more rows (the task's splits.train, max_train_examples), or drop early stopping",
+            "training.holdout_fraction",
+        )
+    wanted = train_size_value(size)
+    if wanted is not None and wanted > available:
+        less = [
+            name
+            for name, on in (("max_train_examples", capped < rows), ("the holdout", available < capped))
+            if on
+        ]
+        after = f" ({available:,} after {' and '.join(less)})" if less else ""
+        raise InputError(
+            suite_path,
+            f"{wanted:,} rows asked of task {task.name}, whose training split "
+            f"{task.splits.train!r} has {rows:,}{after}",
+            f"use sizes up to {available:,}, or `full`",
+            f"tasks.{t_index}.train_sizes" if ref.train_sizes else "train_sizes",
+        )
+
+
 def flat_point(point: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
     return None if point is None else {**point["params"], **point["training"]}
 
@@ -122,9 +164,16 @@ def expand_cells(
     ]
     resolved = [resolve_task(ref, suite_path, index, tasks_dirs) for index, ref in enumerate(suite.tasks)]
     tasks = [task for task, _ in resolved]
+    known_rows: dict[str, int | None] = {}  # a task's training rows, where planning can know them
     for task, task_file in resolved:
         if task.dataset.format is not None:
-            check_local_files(task, task_file)
+            known_rows[task.name] = check_local_files(task, task_file)
+
+    def train_rows(task: TaskSpec) -> int | None:
+        if task.name not in known_rows:  # a Hub task: counted only when a cell needs it
+            known_rows[task.name] = split_rows(task, task.splits.train, data_dir)
+        return known_rows[task.name]
+
     groups = [
         resolve_group(task, suite_path, f"tasks.{index}", tasks_dirs) for index, task in enumerate(tasks)
     ]
@@ -162,6 +211,9 @@ def expand_cells(
                 )
                 for size in sizes:
                     sized = curve_training(training, size, ref.curve_min_steps or suite.curve_min_steps)
+                    if train_size_value(size) is not None or swept or sized.early_stopping_patience:
+                        rows = train_rows(task)
+                        check_training_rows(task, rows, ref, t_index, size, sized, swept, suite_path)
                     for s_index, seed in enumerate(suite.seeds):
                         spec = CellSpec(
                             suite=suite.name,

@@ -28,7 +28,7 @@ from harness.fingerprint import code_fingerprint
 from harness.planning import expand_cells, load_suite
 from harness.progress import RunDisplay
 from harness.record import CellRecord, now
-from harness.store import Store, cell_file_stem, slug
+from harness.store import Store, cell_file_stem, check_store_path, slug
 
 
 @dataclass
@@ -152,6 +152,7 @@ def run_suite(
             "--data-dir is not a folder",
             "point it at a data mirror such as ../shared/data",
         )
+    check_store_path(store_path)  # a store that cannot be written fails before anything is planned
     suite = load_suite(suite_path)
     all_cells = expand_cells(suite, suite_path, data_dir, tasks_dirs)
     cells = select_models(all_cells, only_models, suite_path)

@@ -14,6 +14,11 @@ may hold any text, `/` and `..` included) and kept in the record's `predictions_
 Several processes may write one store at once: every write is a `BEGIN IMMEDIATE`
 transaction, which waits (up to `BUSY_TIMEOUT_S`) for another writer instead of failing
 with "database is locked". Only runners write here; `load_records()` reads into pandas.
+
+Readers (`show`, `report`, `compare`, `export`, `list runs`) open the store read-only: SQLite's
+read-only mode, nothing written (no schema, no added columns, no run marked abandoned), and no
+`-wal`/`-shm` files left beside a store that had none, so reading a committed store changes
+nothing in the checkout.
 """
 
 from __future__ import annotations
@@ -39,11 +44,18 @@ from harness.errors import InputError
 from harness.record import CellRecord, fill_variants, now
 
 DEFAULT_STORE = Path("results/harness.db")
-# columns stored as JSON text, with the JSON an empty (NULL) one reads as
-JSON_FIELDS = {
-    "metrics": "{}", "versions": "{}", "config": "{}", "notes": "[]", "label_names": "null",
-    "deployed": "{}", "capabilities": "{}", "sweep_point": "null", "holdout_metrics": "{}",
-}  # fmt: skip
+
+
+def _json_empty(annotation: str) -> str | None:
+    """The JSON an empty (NULL) column reads as, for a record field stored as JSON text (a dict
+    or list); None for a scalar field, stored in a column of its own type."""
+    if not annotation.startswith(("dict", "list")):
+        return None
+    return "null" if "None" in annotation else "{}" if annotation.startswith("dict") else "[]"
+
+
+# the record's dict and list fields, stored as JSON text, with the JSON an empty one reads as
+JSON_FIELDS = {f.name: empty for f in fields(CellRecord) if (empty := _json_empty(str(f.type))) is not None}
 SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bool: "INTEGER"}
 BUSY_TIMEOUT_S = 120
 RUN_COLUMNS = {
@@ -109,12 +121,54 @@ def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def check_store_path(path: Path, create: bool = True) -> None:
+    """A `--store` that cannot be one is one line before anything runs: a folder, a path under a
+    file, a place this user cannot write (when writing), or no store at all (when reading)."""
+    fix = "pass --store a .db file, e.g. results/harness.db"
+    if path.is_dir():
+        raise InputError(
+            path, "is a folder, not a results store file", f"pass --store {path / 'harness.db'}", "--store"
+        )
+    if not path.exists():
+        if not create:
+            raise InputError(path, "no results store here", "run a suite first or pass --store", "--store")
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise InputError(path, f"{folder} is a file, not a folder", fix, "--store")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(path, f"the store cannot be made: {folder} is not writable", fix, "--store")
+    elif not os.access(path, os.R_OK):
+        raise InputError(
+            path, "the store file is not readable", "check its permissions, or " + fix, "--store"
+        )
+    elif create and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
+        raise InputError(
+            path,
+            "the store (or its folder, where SQLite keeps its journal) is not writable",
+            "check the permissions, or " + fix,
+            "--store",
+        )
+
+
 class Store:
-    def __init__(self, path: Path | str = DEFAULT_STORE, create: bool = True):
+    def __init__(self, path: Path | str = DEFAULT_STORE, create: bool = True, read_only: bool | None = None):
+        """Open (with `create`, make) the store at `path`. `read_only` (default: when not
+        `create`, as every reader opens it) writes nothing at all; see `_open_read_only`."""
         self.path = Path(path)
-        if not self.path.exists() and not create:
-            raise InputError(self.path, "no results store here", "run a suite first or pass --store")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = not create if read_only is None else read_only
+        check_store_path(self.path, create and not self.read_only)
+        if self.read_only:
+            self.db = self._open_read_only()
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(
+                self.path, f"its folder cannot be made ({error.strerror})", "pass another --store", "--store"
+            ) from None
+        existed = self.path.exists()
         try:
             # autocommit: every write below is an explicit BEGIN IMMEDIATE ... COMMIT
             self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -124,7 +178,40 @@ class Store:
                     db.execute(statement)
             self._add_missing_columns()
         except sqlite3.DatabaseError as error:
-            raise InputError(self.path, f"not a results store ({error})", "pass another --store") from None
+            if hasattr(self, "db"):
+                self.db.close()
+            problem = f"not a results store ({error})" if existed else f"no store can be made here ({error})"
+            raise InputError(self.path, problem, "pass another --store", "--store") from None
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """SQLite's read-only mode. Without a `-wal` file beside the store every commit is in the
+        file itself (the last writer checkpointed and removed it), and it is opened `immutable`:
+        plain read-only mode would leave new `-wal` and `-shm` files beside a committed store.
+        With a `-wal` (a run writing now, or a killed one) read-only mode reads it as well."""
+        immutable = not self.path.with_name(self.path.name + "-wal").exists()
+        uri = self.path.resolve().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
+        db = None
+        try:
+            db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as error:
+            if db is not None:
+                db.close()
+            raise InputError(
+                self.path, f"not a results store ({error})", "pass another --store", "--store"
+            ) from None
+        if not {"runs", "records"} <= tables:
+            db.close()
+            raise InputError(
+                self.path,
+                "not a results store (it has no runs and records tables)",
+                "pass another --store",
+                "--store",
+            )
+        return db
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
 
     def __enter__(self) -> Store:
         return self
@@ -200,7 +287,10 @@ class Store:
     def mark_abandoned(self) -> list[str]:
         """Runs of this host still marked `running` whose driver process is gone (killed,
         crashed, the machine restarted) become `abandoned`; returns their ids. Finished cells
-        stay in the store, and `harness run --resume` completes the rest."""
+        stay in the store, and `harness run --resume` completes the rest. A read-only store is
+        not written: its readers show those runs as abandoned (`runs`, `run_status`)."""
+        if not {"driver_host", "driver_pid", "driver_started"} <= self._columns("runs"):
+            return []  # a store from before drivers were recorded (only read-only opens see one)
         host = socket.gethostname()
         rows = self.db.execute(
             "SELECT run_id, driver_pid, driver_started FROM runs"
@@ -212,7 +302,7 @@ class Store:
             for run_id, pid, started in rows
             if pid is None or started is None or _process_started(pid) != started
         ]
-        if gone:
+        if gone and not self.read_only:
             with self.transaction() as db:
                 db.executemany(
                     "UPDATE runs SET status = 'abandoned' WHERE run_id = ? AND status = 'running'",
@@ -268,13 +358,17 @@ class Store:
     # ------------------------------------------------------------------ reading
 
     def runs(self) -> pd.DataFrame:
-        self.mark_abandoned()
-        return pd.read_sql_query("SELECT * FROM runs ORDER BY started_at, run_id", self.db)
+        gone = self.mark_abandoned()
+        frame = pd.read_sql_query("SELECT * FROM runs ORDER BY started_at, run_id", self.db)
+        frame.loc[frame["run_id"].isin(gone) & (frame["status"] == "running"), "status"] = "abandoned"
+        return frame
 
     def run_status(self, run_id: str) -> str | None:
-        self.mark_abandoned()
+        gone = self.mark_abandoned()
         row = self.db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return row[0] if row else None
+        if row is None:
+            return None
+        return "abandoned" if row[0] == "running" and run_id in gone else row[0]
 
     def latest_run(self, suite: str | None = None) -> str | None:
         query = "SELECT run_id FROM runs" + (" WHERE suite = ?" if suite else "")
@@ -312,6 +406,9 @@ class Store:
             query += " AND suite = ?"
             params.append(suite)
         frame = pd.read_sql_query(query + " ORDER BY run_id, task, model, seed", self.db, params=params)
+        for name in CellRecord.columns():  # an older store, read-only (not upgraded), lacks some
+            if name not in frame:
+                frame[name] = None
         for name, empty in JSON_FIELDS.items():
             frame[name] = frame[name].map(lambda text, e=empty: json.loads(text or e))
         # metrics are stored as strict JSON (an undefined value as null); NaN again in memory
@@ -323,9 +420,11 @@ class Store:
 
     def predictions(self, run_id: str, cell_id: str) -> pd.DataFrame:
         """A cell's per-example predictions; `FileNotFoundError` when it has none."""
-        row = self.db.execute(
-            "SELECT predictions_file FROM records WHERE run_id = ? AND cell_id = ?", (run_id, cell_id)
-        ).fetchone()
+        row = None
+        if "predictions_file" in self._columns("records"):  # not in a store older than the field
+            row = self.db.execute(
+                "SELECT predictions_file FROM records WHERE run_id = ? AND cell_id = ?", (run_id, cell_id)
+            ).fetchone()
         if row is None or row[0] is None:
             legacy = (
                 self.run_folder(run_id) / "predictions" / f"{cell_id}.parquet"
@@ -341,6 +440,7 @@ def load_records(
     run_ids: Sequence[str] | None = None,
     suite: str | None = None,
 ) -> pd.DataFrame:
-    """All records (or those of some runs / a suite) as a DataFrame, metrics as `metric.<name>`."""
-    with Store(store, create=False) as db:
+    """All records (or those of some runs / a suite) as a DataFrame, metrics as `metric.<name>`;
+    the store opened read-only."""
+    with Store(store, create=False, read_only=True) as db:
         return db.records(run_ids, suite)

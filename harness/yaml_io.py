@@ -15,6 +15,8 @@ from harness.errors import InputError
 
 
 def read_yaml(path: Path) -> Any:
+    if path.is_dir():
+        raise InputError(path, "is a folder, not a YAML file", "pass the file's path")
     if not path.is_file():
         raise InputError(path, "file not found", "check the path")
     try:
@@ -40,7 +42,8 @@ def validation_to_input_error(path: Path | str, error: ValidationError) -> Input
     if kind == "missing":
         return InputError(path, "required key is missing", "add it", field)
     message = first["msg"].removeprefix("Value error, ")
-    return InputError(path, message, "see docs/suites.md for the allowed values", field)
+    fix = getattr(first.get("ctx", {}).get("error"), "fix", None)  # a `BadValue` knows its fix
+    return InputError(path, message, fix or "see docs/suites.md for the allowed values", field)
 
 
 def read_mapping(path: Path, what: str, example: str) -> dict:

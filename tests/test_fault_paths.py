@@ -186,7 +186,7 @@ writer, count, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with Store(path) as store:
     store.start_run(writer, "stress", "x.yaml", count)
     for i in range(count):
-        record = CellRecord(writer, f"cell{i}", "stress", "sst2", "m", "cnn", i, "h", status="ok",
+        record = CellRecord(writer, f"cell{i}", "stress", "sst2", "m", "m", "cnn", i, "h", status="ok",
                             metrics={"accuracy": float(i)})
         store.write_cell(record)
     store.finish_run(writer, "ok")

@@ -95,7 +95,7 @@ def load_task(path: Path) -> TaskSpec:
             if not exists:
                 raise InputError(
                     path,
-                    f"data file {file} not found",
+                    f"data file {file} is a folder" if Path(file).is_dir() else f"data file {file} not found",
                     "fix the path (relative paths start at the task file's folder)",
                     f"dataset.data_files.{split}",
                 )
