@@ -516,3 +516,26 @@ def test_upgrade_store_recomputes_old_counter_figures_from_the_formula(fair_run,
     assert after["flops_tokens"].tolist() == transformer["flops_tokens"].tolist()
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT count(*) FROM records WHERE variant IS NULL").fetchone() == (0,)
+
+
+def test_a_curve_s_smaller_sizes_do_not_explain_its_full_size_gap():
+    """The report reads gaps from the records it shows (a curve's largest size): the 250-row point
+    of a learning curve must not excuse the full-data model's gap to its published number."""
+    from harness.report.curves import largest_sizes
+    from harness.report.gaps import task_gaps
+    from harness.report.references import Reference
+
+    config = {"model": {"counterparts": {"BiLSTM (GLUE)": ""}}, "training": {}}
+    records = pd.DataFrame(
+        [
+            {"task": "sst2", "model": "bilstm", "train_size": size, "config": {**config, "train_size": size}}
+            for size in ("250", "full")
+        ]
+    )
+    entry = _entry("bilstm", 80.0)
+    entry.task, entry.eval_splits = "sst2", ("validation",)
+    reference = [Reference("BiLSTM (GLUE)", "sst2", "validation", "accuracy", 87.5, "GLUE")]
+    (pooled,) = task_gaps(records, [entry], reference, "sst2")
+    assert pooled.reasons == ["trained on 250 rows, not the whole training set"]  # what it used to say
+    (shown,) = task_gaps(largest_sizes(records), [entry], reference, "sst2")
+    assert shown.reasons == [] and shown.unexplained
