@@ -328,6 +328,7 @@ def fill_provenance(record: CellRecord, device: torch.device, allocator: str | N
     record.cpu_model = machine.cpu_model()
     record.threads = torch.get_num_threads()
     record.capabilities = capabilities(device) | {"allocator": allocator}
+    record.versions = machine.package_versions()
     code = code_fingerprint()
     record.git_commit, record.git_dirty = code.commit, code.dirty
     record.code_version, record.code_hash = code.version, code.source_hash

@@ -200,6 +200,26 @@ def paired_bootstrap(
     return BootstrapResult(observed, float(low), float(high), p_value, len(delta_star), n)
 
 
+def seed_welch_p(
+    metric: str, labels: np.ndarray, predictions_a: Sequence[np.ndarray], predictions_b: Sequence[np.ndarray]
+) -> float | None:
+    """Two-sided Welch's t-test of the two models' per-seed scores on these examples; None with
+    fewer than two seeds a side. With few seeds it keeps its level where a bootstrap that draws
+    from three seeds cannot (it reads their spread as all there is), so the leaderboard asks both."""
+    if min(len(predictions_a), len(predictions_b)) < 2:
+        return None
+    function = _resampled_function(metric)
+    labels = np.asarray(labels)
+    everything = np.arange(len(labels))[None, :]
+    a = [float(function(np.asarray(p)[everything], labels[everything])[0]) for p in predictions_a]
+    b = [float(function(np.asarray(p)[everything], labels[everything])[0]) for p in predictions_b]
+    if not all(math.isfinite(v) for v in a + b):
+        return None
+    if np.std(a) == 0 and np.std(b) == 0:
+        return 1.0 if np.mean(a) == np.mean(b) else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
 def example_standard_error(
     metric: str,
     labels: np.ndarray,
