@@ -8,7 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.config import ModelSpec
-from harness.models.hf import HFClassifier, encoder_classifier_flops
+from harness.models.hf import HFClassifier, sequence_classifier_flops
 from harness.models.registry import TaskInfo, get_adapter
 
 
@@ -83,6 +83,12 @@ def test_the_counter_agrees_wherever_it_sees_every_operation(tokens):
     eager = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
     bert = HFClassifier(eager, 3)
     assert bert.flops(tokens) == counted(bert.eval(), tokens)
+    gpt2_config = AutoConfig.for_model("gpt2", n_layer=2, n_embd=8, n_head=2, vocab_size=50, num_labels=3)
+    gpt2_config.pad_token_id = 0
+    gpt2 = HFClassifier(
+        AutoModelForSequenceClassification.from_config(gpt2_config, attn_implementation="eager"), 3
+    )
+    assert gpt2.flops(tokens) == counted(gpt2.eval(), tokens)
 
 
 def test_the_figure_does_not_depend_on_the_attention_kernel():
@@ -103,12 +109,17 @@ def test_minilm_formula_is_the_figure_its_cuda_cells_recorded():
     from harness.models.hf import resolve_pretrained
 
     config = AutoConfig.from_pretrained(resolve_pretrained("minilm-l6"))
-    assert encoder_classifier_flops(config, 206, 2) == 4_765_521_408
+    assert sequence_classifier_flops(config, 206, 2) == 4_765_521_408
     attention = 6 * 4 * 206 * 206 * 384
-    assert encoder_classifier_flops(config, 206, 2) - attention == 4_374_431_232
+    assert sequence_classifier_flops(config, 206, 2) - attention == 4_374_431_232
 
 
-def test_an_architecture_without_a_formula_has_no_figure():
+def test_gpt2_scores_every_token_and_an_unknown_architecture_has_no_figure():
+    """GPT-2, D=8, d_ff 4·8, one layer, C=2, T=5: the block as the transformer's (8·5·64 + 4·5·8·32
+    + 4·25·8 = 2560 + 5120 + 800) and its score layer on every token, 2·5·8·2 = 160."""
     from transformers import AutoConfig
 
-    assert encoder_classifier_flops(AutoConfig.for_model("gpt2", n_layer=1, n_embd=8, n_head=2), 5, 2) is None
+    assert (
+        sequence_classifier_flops(AutoConfig.for_model("gpt2", n_layer=1, n_embd=8, n_head=2), 5, 2) == 8640
+    )
+    assert sequence_classifier_flops(AutoConfig.for_model("t5", d_model=8), 5, 2) is None

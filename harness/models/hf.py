@@ -9,9 +9,9 @@
   model; with no `tokenizer` it gets a vocabulary trained on the task, sized to it.
 
 FLOPs (`HFClassifier.flops`): the encoder formula of `transformer.encoder_flops` read from the
-model's config, for the BERT-style encoder families (`ENCODER_CONFIG`), plus the classification
-head every one of them ends in (a D × D dense layer on one token, then D × C). Another
-architecture has no formula: its record says so and leaves the figure empty.
+model's config, for the families in `FAMILIES` (the BERT-style encoders and GPT-2), plus the
+classifier each ends in (a D × D dense layer on one token, then D × C; GPT-2 scores every token).
+Another architecture has no formula: its record says so and leaves the figure empty.
 
 Nothing is fetched when the files are local; `trust_remote_code` stays off
 unless the suite turns it on; weights load from safetensors when present.
@@ -20,6 +20,7 @@ unless the suite turns it on; weights load from safetensors when present.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,33 +43,47 @@ PACKAGED_MODELS: dict[str, tuple[str, str]] = {
 }
 
 
-# model_type → the config's names for (hidden size, layers, feed-forward size, embedding size or
-# None) and whether an embedding → hidden projection always runs (ALBERT), or only when the two
-# sizes differ (ELECTRA).
-ENCODER_CONFIG: dict[str, tuple[str, str, str, str | None, bool]] = {
-    "bert": ("hidden_size", "num_hidden_layers", "intermediate_size", None, False),
-    "roberta": ("hidden_size", "num_hidden_layers", "intermediate_size", None, False),
-    "xlm-roberta": ("hidden_size", "num_hidden_layers", "intermediate_size", None, False),
-    "camembert": ("hidden_size", "num_hidden_layers", "intermediate_size", None, False),
-    "electra": ("hidden_size", "num_hidden_layers", "intermediate_size", "embedding_size", False),
-    "albert": ("hidden_size", "num_hidden_layers", "intermediate_size", "embedding_size", True),
-    "distilbert": ("dim", "n_layers", "hidden_dim", None, False),
+@dataclass(frozen=True)
+class Family:
+    """Where a family's config keeps its sizes, and how its classifier ends."""
+
+    hidden: str
+    layers: str
+    ff: str  # the feed-forward size (None in the config: 4 × hidden, as GPT-2 defaults)
+    embedding: str | None = None  # a separate embedding size, projected to the hidden size
+    always_projects: bool = False  # ALBERT projects even when the two sizes are equal
+    head_on_every_token: bool = False  # GPT-2 scores every position, then keeps the last
+
+
+BERT_LIKE = Family("hidden_size", "num_hidden_layers", "intermediate_size")
+FAMILIES: dict[str, Family] = {
+    "bert": BERT_LIKE,
+    "roberta": BERT_LIKE,
+    "xlm-roberta": BERT_LIKE,
+    "camembert": BERT_LIKE,
+    "electra": Family("hidden_size", "num_hidden_layers", "intermediate_size", "embedding_size"),
+    "albert": Family("hidden_size", "num_hidden_layers", "intermediate_size", "embedding_size", True),
+    "distilbert": Family("dim", "n_layers", "hidden_dim"),
+    "gpt2": Family("n_embd", "n_layer", "n_inner", head_on_every_token=True),
 }
 
 
-def encoder_classifier_flops(config, tokens: int, num_labels: int) -> int | None:
+def sequence_classifier_flops(config, tokens: int, num_labels: int) -> int | None:
     """Forward FLOPs of one example of `tokens` tokens through a sequence classifier of a known
-    encoder family; None for any other architecture."""
-    names = ENCODER_CONFIG.get(config.model_type)
-    if names is None:
+    family; None for any other architecture. A decoder's causal mask does not shrink the work:
+    its T × T scores are computed whole, then masked."""
+    family = FAMILIES.get(config.model_type)
+    if family is None:
         return None
-    hidden_name, layers_name, ff_name, embedding_name, always_projects = names
-    D = getattr(config, hidden_name)
-    flops = encoder_flops(tokens, D, getattr(config, ff_name), getattr(config, layers_name))
-    E = getattr(config, embedding_name) if embedding_name else D
-    if always_projects or E != D:
+    D = getattr(config, family.hidden)
+    ff = getattr(config, family.ff) or 4 * D
+    flops = encoder_flops(tokens, D, ff, getattr(config, family.layers))
+    E = getattr(config, family.embedding) if family.embedding else D
+    if family.always_projects or E != D:
         flops += 2 * tokens * E * D  # embeddings projected to the hidden size
-    return flops + 2 * D * D + 2 * D * num_labels  # pooler (or head's dense layer), then classifier
+    if family.head_on_every_token:
+        return flops + 2 * tokens * D * num_labels
+    return flops + 2 * D * D + 2 * D * num_labels  # pooler (or the head's dense layer), classifier
 
 
 class HFParams(VocabSettings):
@@ -127,7 +142,7 @@ class HFClassifier(nn.Module):
         )
 
     def flops(self, tokens: int) -> int | None:
-        return encoder_classifier_flops(self.model.config, tokens, self.model.config.num_labels)
+        return sequence_classifier_flops(self.model.config, tokens, self.model.config.num_labels)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
