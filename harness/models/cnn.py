@@ -29,14 +29,15 @@ class CNNParams(ScratchParams):
     kernel_sizes: list[int] = Field(default=[3, 4, 5], min_length=1)
     dropout: float = Field(default=0.5, ge=0, lt=1, description="on the pooled features")
     # Off by default, as in Kim (2014), whose only dropout is on the pooled features (the
-    # `dropout` above). Why it can hurt here: in training, the max over hundreds of positions
-    # of noisy features runs higher than the max over clean ones at evaluation.
+    # `dropout` above), and as chosen on held-out rows (suites/cnn-embedding-init.yaml). Why it
+    # can hurt: in training, the max over hundreds of positions of noisy features runs higher
+    # than the max over clean ones at evaluation.
     embed_dropout: float = Field(
         default=0.0, ge=0, lt=1, description="on the embedded tokens, before the convolutions"
     )
     # Keras' published default for `Embedding` (`embeddings_initializer="uniform"`, ±0.05), which
     # the course's Keras CNN this model is compared with uses; see InputEmbedding for why a small
-    # start matters. docs/benchmarks.md compares it with N(0, 1) on the held-out slice of train.
+    # start matters; chosen over N(0, 1) on held-out rows too (suites/cnn-embedding-init.yaml).
     embed_init_range: float | None = Field(
         default=0.05, gt=0, description="embeddings start uniform in ±range; null: N(0, 1)"
     )
