@@ -322,13 +322,17 @@ def test_binary_f1_on_a_multi_class_task_is_refused_before_training(tmp_path):
 # --------------------------------------------------------------------------- 8. the README's set-up
 
 
-def test_the_readme_setup_installs_the_browser_and_ci_runs_the_readme_test_command():
+def test_the_readme_setup_is_two_commands_and_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     setup = re.search(r"## Set up.*?```bash\n(.*?)```", readme, re.S).group(1)
-    assert re.search(r"apt-get install -y\S* .*chromium", setup), setup
-    assert "python -m pytest -q" in setup
-    ci = (REPO / ".ci" / "run").read_text()
-    assert "python -m pytest -q" in ci and "chromium" in ci
+    commands = [line.split("#")[0].strip() for line in setup.splitlines() if line.split("#")[0].strip()]
+    assert commands == ["make quickstart", "make test"], setup
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^test: .*\n\t\$\(BIN\)/python -m pytest -q$", makefile, re.M), "make test runs pytest"
+    assert re.search(r"apt-get install -y\S* .*chromium", makefile)  # the report test's browser
+    assert "torch==$(TORCH_VERSION)" in makefile  # torch pinned first, never a bare requirement
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if not line.startswith("#")]
+    assert ci[-1] == "make test"
 
 
 def _console():
