@@ -17,6 +17,8 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 BIN := $(VENV)/bin
 
 DATA_DIR := $(or $(HARNESS_DATA_DIR),$(wildcard $(abspath ..)/shared/data))
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
 ifneq ($(DATA_DIR),)
 export HARNESS_DATA_DIR := $(DATA_DIR)
 endif
