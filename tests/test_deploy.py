@@ -304,11 +304,13 @@ def test_a_backend_whose_process_dies_is_failed_and_the_cell_goes_on(data_dir):
     cell.start()
 
     def backend_processes() -> list[psutil.Process]:
-        return [
+        """The children of this process's fork server: the backends' processes."""
+        servers = [
             child
             for child in psutil.Process().children()
-            if "--multiprocessing-fork" in " ".join(child.cmdline())
+            if "multiprocessing.forkserver" in " ".join(child.cmdline())
         ]
+        return [process for server in servers for process in server.children()]
 
     deadline = time.monotonic() + 120
     while not backend_processes() and time.monotonic() < deadline:

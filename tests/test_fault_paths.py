@@ -64,8 +64,8 @@ def wait_for(condition, timeout: float = 300, what: str = "") -> None:
         time.sleep(0.2)
 
 
-def cell_children(driver: subprocess.Popen) -> list[psutil.Process]:
-    """The driver's spawned cell processes (not multiprocessing's resource tracker)."""
+def fork_servers(driver: subprocess.Popen) -> list[psutil.Process]:
+    """The driver's fork server (each cell's process is forked from it)."""
     try:
         children = psutil.Process(driver.pid).children()
     except psutil.NoSuchProcess:
@@ -73,9 +73,20 @@ def cell_children(driver: subprocess.Popen) -> list[psutil.Process]:
     found = []
     for child in children:
         try:
-            if "spawn_main" in " ".join(child.cmdline()):
+            if "multiprocessing.forkserver" in " ".join(child.cmdline()):
                 found.append(child)
         except psutil.Error:
+            continue
+    return found
+
+
+def cell_children(driver: subprocess.Popen) -> list[psutil.Process]:
+    """The driver's cell processes: its fork server's children."""
+    found = []
+    for server in fork_servers(driver):
+        try:
+            found += server.children()
+        except psutil.NoSuchProcess:
             continue
     return found
 
@@ -89,13 +100,15 @@ def run_status(store: Path, run_id: str | None = None) -> tuple[str, str]:
 def test_kill_9_of_the_driver_keeps_finished_cells_and_resume_runs_exactly_the_rest(tmp_path):
     suite, store = write_suite(tmp_path, "killed"), tmp_path / "h.db"
     driver = start("run", str(suite), "--store", str(store))
-    wait_for(lambda: ok_records(store) >= 1, what="the first stored cell")
-    children = cell_children(driver)
+    wait_for(lambda: ok_records(store) >= 1 and cell_children(driver), what="a stored cell, the next started")
+    children = fork_servers(driver) + cell_children(driver)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait(timeout=30)
     finished = load_records(store)
     assert 1 <= len(finished) < CELLS and set(finished["status"]) == {"ok"}
-    # the cell in flight dies with its driver instead of training on as an orphan
+    # the cell in flight dies with its driver instead of training on as an orphan, and so does
+    # the fork server
+    assert len(children) == 2
     wait_for(lambda: not any(child.is_running() for child in children), timeout=30, what="orphans")
 
     run_id, status = run_status(store)
@@ -320,4 +333,4 @@ def test_a_script_without_a_main_guard_gets_a_message_not_a_hang(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "CellFailure" in result.stdout and "exited with code 1 while starting" in result.stdout
     assert 'if __name__ == "__main__":' in result.stdout
-    assert list(scratch.iterdir()) == []  # the file that carried the work is gone
+    assert list(scratch.glob("harness-work-*")) == []  # the file that carried the work is gone

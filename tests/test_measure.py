@@ -212,7 +212,7 @@ class NoEvents:
 
 @pytest.fixture(scope="module")
 def ballast_cells(tmp_path_factory, data_dir):
-    """Two cells through the local executor (a spawned process each): with and without ballast."""
+    """Two cells through the local executor (a process each): with and without ballast."""
     site = tmp_path_factory.mktemp("site")
     (site / f"{BALLAST_MODULE}.py").write_text(textwrap.dedent(BALLAST_SOURCE))
     dist_info = site / "harness_measure_test_ballast-0.1.0.dist-info"
@@ -246,8 +246,10 @@ def ballast_cells(tmp_path_factory, data_dir):
             data_dir=str(data_dir),
         )
 
+    # the built-ins register on their first import: into the real table, not the patched copy
+    registry.load_adapters()
     with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(site))  # spawned children get the parent's sys.path
+        patch.syspath_prepend(str(site))  # the cells' processes get the parent's sys.path
         patch.setattr(registry, "_ADAPTERS", dict(registry._ADAPTERS))
         patch.setattr(registry, "_loaded", False)
         specs = [spec(0), spec(BALLAST_MB)]
