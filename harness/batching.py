@@ -22,14 +22,23 @@ import torch
 from harness.tasks.data import Examples
 
 GROUP_WINDOW = 50
+# Rows tokenized at a time. The tokenizer returns, with each row's ids, an object holding its
+# tokens as strings, their character offsets and masks: for all of IMDb's 25,000 reviews at
+# once these took 1.3 GB, which the process then kept. A chunk's are dropped once it is packed.
+ENCODE_CHUNK = 1024
+ID_DTYPE = np.int32  # token and segment ids as stored (half of int64's memory); batches are int64
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
 
 
 def _pack(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Rows of ids → (flat ids, offsets): row i is flat[offsets[i]:offsets[i + 1]]."""
-    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(offsets[-1]))
+    offsets = _offsets(np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows)))
+    flat = np.fromiter((i for r in rows for i in r), dtype=ID_DTYPE, count=int(offsets[-1]))
     return flat, offsets
 
 
@@ -37,9 +46,9 @@ def _pack(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
 class Encoded:
     """Every row's token ids (and segment ids, for pair tasks), packed; labels; the pad id."""
 
-    ids: np.ndarray  # (total tokens,) int64
+    ids: np.ndarray  # (total tokens,) int32
     offsets: np.ndarray  # (N + 1,) int64
-    token_types: np.ndarray | None  # (total tokens,) int64, or None: all zero
+    token_types: np.ndarray | None  # (total tokens,) int32, or None: all zero
     labels: np.ndarray  # (N,)
     pad_id: int
 
@@ -54,6 +63,18 @@ class Encoded:
         ids, offsets = _pack(input_ids)
         types = None if token_type_ids is None else _pack(token_type_ids)[0]
         return cls(ids, offsets, types, np.asarray(labels), pad_id)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Encoded]) -> Encoded:
+        """The rows of `parts`, one after another (all with segment ids, or none)."""
+        types = None if parts[0].token_types is None else np.concatenate([p.token_types for p in parts])
+        return cls(
+            np.concatenate([p.ids for p in parts]),
+            _offsets(np.concatenate([p.lengths for p in parts])),
+            types,
+            np.concatenate([p.labels for p in parts]),
+            parts[0].pad_id,
+        )
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -77,10 +98,8 @@ class Encoded:
         lengths = self.row_lengths(indices)
         positions, real = self.padded_positions(indices, int(lengths.max(initial=0)))
         flat = positions[real]  # row-major: each row's tokens in order
-        offsets = np.zeros(len(indices) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
         types = None if self.token_types is None else self.token_types[flat]
-        return Encoded(self.ids[flat], offsets, types, self.labels[indices], self.pad_id)
+        return Encoded(self.ids[flat], _offsets(lengths), types, self.labels[indices], self.pad_id)
 
     def row_lengths(self, indices: np.ndarray) -> np.ndarray:
         return self.offsets[indices + 1] - self.offsets[indices]  # (B,)
@@ -100,20 +119,26 @@ def encode(
     max_length: int,
     truncation_side: Literal["right", "left"] = "right",
 ) -> Encoded:
-    """Tokenize once, truncated to `max_length` by cutting `truncation_side`, unpadded."""
+    """Tokenize once, truncated to `max_length` by cutting `truncation_side`, unpadded, packed
+    `ENCODE_CHUNK` rows at a time. Segment ids are kept for pairs only (a single text's are 0)."""
     tokenizer.truncation_side = truncation_side
-    out = tokenizer(
-        examples.text_a,
-        examples.text_b,
-        truncation=True,
-        max_length=max_length,
-        padding=False,
-        return_attention_mask=False,
-        return_token_type_ids=True,
-    )
-    return Encoded.from_rows(
-        out["input_ids"], out.get("token_type_ids"), examples.labels, tokenizer.pad_token_id
-    )
+    pairs = examples.text_b is not None
+    parts = []
+    for start in range(0, max(len(examples), 1), ENCODE_CHUNK):
+        rows = slice(start, start + ENCODE_CHUNK)
+        out = tokenizer(
+            examples.text_a[rows],
+            examples.text_b[rows] if pairs else None,
+            truncation=True,
+            max_length=max_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=pairs,
+        )
+        types = out["token_type_ids"] if pairs else None
+        labels = examples.labels[rows]
+        parts.append(Encoded.from_rows(out["input_ids"], types, labels, tokenizer.pad_token_id))
+    return Encoded.concatenate(parts)
 
 
 def train_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -136,11 +161,11 @@ def collate(encoded: Encoded, indices: np.ndarray) -> dict[str, torch.Tensor]:
     """Pad the rows `indices` to the longest of them."""
     width = int(encoded.row_lengths(indices).max())
     positions, real = encoded.padded_positions(indices, width)  # (B, T), (B, T)
-    input_ids = np.where(real, encoded.ids[positions], encoded.pad_id)  # (B, T)
+    input_ids = np.where(real, encoded.ids[positions], encoded.pad_id).astype(np.int64)  # (B, T)
     if encoded.token_types is None:
         token_type_ids = np.zeros_like(input_ids)  # (B, T)
     else:
-        token_type_ids = np.where(real, encoded.token_types[positions], 0)  # (B, T)
+        token_type_ids = np.where(real, encoded.token_types[positions], 0).astype(np.int64)  # (B, T)
     return {
         "input_ids": torch.from_numpy(input_ids),
         "attention_mask": torch.from_numpy(real.astype(np.int64)),  # (B, T)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness.allocator import keep_freed_memory
+from harness.allocator import keep_freed_memory, release_freed_memory
 from harness.batching import Encoded, encode
 from harness.config import CellSpec, train_size_value
 from harness.deploy.backends import state_dict_bytes
@@ -94,12 +94,13 @@ def run_cell(
     record = CellRecord.for_spec(spec, run_id)
     device = pick_device(spec.device)
     memory = MemoryTracker(device)
-    allocator = keep_freed_memory()
     if spec.threads:
         torch.set_num_threads(spec.threads)
 
     with memory.phase("train"):
         inputs = data_phase(spec, record)
+        release_freed_memory()  # what reading and encoding the rows left, before training keeps blocks
+        allocator = keep_freed_memory()
         model, stats = train_phase(spec, inputs, device, record, on_progress)
     with memory.phase("inference"):
         evaluation = evaluate_phase(spec, inputs, model, device, stats.epochs_run, on_progress)

@@ -15,6 +15,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HARNESS_DATA_DIR"] = str(DATA_DIR)
 
+# With pytest-xdist's workers side by side (`-n 2`, what `make test` runs), each worker's torch
+# gets its share of the cores: two OpenMP pools on two cores wait on each other's time slices
+# (steps measured 10x slower). Set before anything imports torch; the cells' processes inherit it.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):

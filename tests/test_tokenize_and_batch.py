@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from harness import vocab
 from harness.batching import collate, encode, eval_batches, train_batches
@@ -112,3 +113,32 @@ def test_imdb_line_breaks_are_not_tokens_and_left_truncation_keeps_the_end(data_
         body = full.row(i)[1:-1]  # without [CLS] ... [SEP]
         assert kept_end.row(i)[1:-1] == body[-62:]
         assert kept_start.row(i)[1:-1] == body[:62]
+
+
+def test_encoding_in_chunks_equals_encoding_at_once(data_dir, monkeypatch):
+    """Rows are tokenized `ENCODE_CHUNK` at a time (the tokenizer's per-row objects for a whole
+    split once held 1.3 GB): chunk boundaries change nothing, pairs keep their segment ids and a
+    single text stores none."""
+    from harness import batching
+
+    for task, rows in (("mrpc", 101), ("sst2", 203)):
+        data = _data(task, data_dir, rows)
+        texts = data.train.texts()
+        tokenizer = vocab_tokenizer(texts, data.train.fingerprint(), VocabSettings(vocab_size=1000))
+        whole = encode(tokenizer, data.train, max_length=48)
+        monkeypatch.setattr(batching, "ENCODE_CHUNK", 10)
+        chunked = encode(tokenizer, data.train, max_length=48)
+        monkeypatch.undo()
+        assert len(chunked) == len(whole) == rows
+        assert chunked.ids.dtype == np.int32
+        for got, want in ((chunked.ids, whole.ids), (chunked.offsets, whole.offsets)):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(chunked.labels, data.train.labels)
+        if task == "mrpc":
+            np.testing.assert_array_equal(chunked.token_types, whole.token_types)
+            assert set(np.unique(chunked.token_types)) == {0, 1}
+        else:
+            assert chunked.token_types is None
+        batch = collate(chunked, np.arange(5))
+        assert batch["input_ids"].dtype == batch["token_type_ids"].dtype == torch.int64
+        assert batch["input_ids"][0, : chunked.lengths[0]].tolist() == chunked.row(0)
