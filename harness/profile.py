@@ -4,8 +4,8 @@
 through the adapter registry with its default parameters for a synthetic task (vocabulary of
 20,000, 2 labels, `max_seq_length` = the largest length, so the transformer has a position for
 every token) and feeds it random token ids, `batch_size` rows of exactly `seq_len` tokens (no
-padding). Every (model, length) runs in a fresh spawned child process, so no measurement inherits
-another's allocator state, caches or memory high-water mark.
+padding). Every (model, length) runs in a fresh child process (forked from a server that has only
+imported), so no measurement inherits another's allocator state, caches or memory high-water mark.
 
 One step is forward → cross-entropy → backward, from gradients set to None (no optimizer update).
 
@@ -305,7 +305,7 @@ def measure_peaks(device: str, threads: int | None) -> dict[str, float | None]:
 
 
 def measure_in_child(**kwargs) -> ProfileRow:
-    """`measure_one` in a fresh spawned process; a crash or an error becomes the row's `error`."""
+    """`measure_one` in a fresh process; a crash or an error becomes the row's `error`."""
     outcome = run_in_child(_measure, (kwargs,), timeout_s=CHILD_TIMEOUT_S)
     if isinstance(outcome, ProfileRow):
         return outcome

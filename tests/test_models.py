@@ -235,7 +235,7 @@ def test_cnn_embeddings_start_uniform_in_their_range_with_padding_at_zero(tokeni
 OVERFIT = {  # model → (learning rate, steps): full-batch steps on the same 32 sentences
     "cnn": (1e-2, 15),
     "rnn-lstm": (1e-2, 30),
-    "rnn-gru": (1e-2, 30),
+    "rnn-gru": (1e-2, 45),  # at 30, last/first loss 0.00–0.03 with most vocabularies, 0.15 in one suite run
     "transformer-post-mean": (1e-3, 30),
     "transformer-pre-cls": (1e-3, 30),
 }

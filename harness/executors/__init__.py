@@ -3,8 +3,9 @@
 | module | one job |
 |---|---|
 | `base.py` | the types every executor shares: `CellFailure`, `Outcome`, `Executor` |
-| `child.py` | one function in a fresh spawned process, its events relayed, its death named |
-| `local.py` | `local`: a spawned child process per cell (crash- and OOM-isolated, honest peak RSS) |
+| `child.py` | one function in a fresh process (forked from a fork server): events relayed, death named |
+| `warm.py` | what the fork server imports once, so that a cell's process starts in a fraction of a second |
+| `local.py` | `local`: a child process per cell (crash- and OOM-isolated, honest peak RSS) |
 | `inline.py` | `inline`: cells in this process, for debugging with pdb |
 | `ray.py` | `ray`: a Ray task per cell, on a local or an existing cluster |
 

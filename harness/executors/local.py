@@ -1,4 +1,4 @@
-"""The local executor: every cell in its own spawned child process (see `child.py`).
+"""The local executor: every cell in its own child process, forked from a fork server (see `child.py`).
 
 A segfault or an out-of-memory kill ends that cell only, recorded with the signal's
 name, and the child's peak resident memory is the cell's own.
