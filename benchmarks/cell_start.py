@@ -7,6 +7,7 @@ cell's process adds to each cell.
 
     python benchmarks/cell_start.py               # 3 repeats each
     python benchmarks/cell_start.py --repeats 1   # a quick check
+    python benchmarks/cell_start.py --baseline ../old-checkout   # that tree's harness too, alternately
 
 Goal: at most 1 s a cell above inline.
 """
@@ -14,6 +15,7 @@ Goal: at most 1 s a cell above inline.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +28,8 @@ from _publish import publish
 from harness.store import load_records
 from harness.trackers.machine import cpu_model
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 CELLS = 10
 SUITE = f"""
 name: cell-start
@@ -37,13 +41,16 @@ training: {{epochs: 1, max_train_examples: 64, max_eval_examples: 64}}
 """
 
 
-def timed_run(suite: Path, store: Path, executor: str) -> tuple[float, float]:
-    """The command's wall seconds, and the median of its cells' peak resident memory (MiB)."""
+def timed_run(suite: Path, store: Path, executor: str, tree: Path) -> tuple[float, float]:
+    """The command's wall seconds with the harness of `tree`, and the median of its cells' peak
+    resident memory (MiB)."""
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store), "--executor", executor],
         check=True,
         capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        cwd=tree,  # `-m` puts the working directory first on sys.path
     )
     seconds = time.perf_counter() - started
     records = load_records(store)
@@ -54,36 +61,42 @@ def timed_run(suite: Path, store: Path, executor: str) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="another checkout, run the same way alternately")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cell_start.md")
     args = parser.parse_args()
-    seconds: dict[str, list[float]] = {"local": [], "inline": []}
-    peak_mb: dict[str, list[float]] = {"local": [], "inline": []}
+    trees = {"this tree": REPO_ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+    runs = [(tree, executor) for tree in trees for executor in ("local", "inline")]
+    seconds: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+    peak_mb: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
     with tempfile.TemporaryDirectory() as folder:
         suite = Path(folder) / "cell-start.yaml"
         suite.write_text(SUITE)
         for repeat in range(args.repeats):
-            for executor in seconds:
-                wall, peak = timed_run(suite, Path(folder) / f"{executor}-{repeat}.db", executor)
-                seconds[executor].append(wall)
-                peak_mb[executor].append(peak)
-    local, inline = (statistics.median(seconds[name]) for name in ("local", "inline"))
-    peak = {name: statistics.median(values) for name, values in peak_mb.items()}
-    per_cell = (local - inline) / CELLS
-    spread = {name: f"{min(runs):.1f}–{max(runs):.1f}" for name, runs in seconds.items()}
-    text = "\n".join(
-        [
-            f"# Starting a cell's process ({CELLS} tiny cnn cells; {cpu_model()}; "
-            f"median of {args.repeats} alternating runs)",
-            "",
-            "| executor | `harness run`, s | range, s | a cell's peak resident memory, MiB |",
-            "|---|---:|---:|---:|",
-            f"| local (a process per cell) | {local:.1f} | {spread['local']} | {peak['local']:.0f} |",
-            f"| inline (the driver's process) | {inline:.1f} | {spread['inline']} | {peak['inline']:.0f} |",
-            "",
-            f"A cell's process adds **{per_cell:.2f} s** a cell (goal ≤ 1 s).",
-            "",
-        ]
-    )
+            for tree, executor in runs:
+                store = Path(folder) / f"{tree}-{executor}-{repeat}.db"
+                wall, peak = timed_run(suite, store, executor, trees[tree])
+                seconds[tree, executor].append(wall)
+                peak_mb[tree, executor].append(peak)
+    lines = [
+        f"# Starting a cell's process ({CELLS} tiny cnn cells; {cpu_model()}; "
+        f"median of {args.repeats} alternating runs)",
+        "",
+        "| harness | executor | `harness run`, s | range, s | a cell's peak resident memory, MiB |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for tree, executor in runs:
+        runs_s = seconds[tree, executor]
+        lines.append(
+            f"| {tree} | {executor} | {statistics.median(runs_s):.1f} | {min(runs_s):.1f}–{max(runs_s):.1f} "
+            f"| {statistics.median(peak_mb[tree, executor]):.0f} |"
+        )
+    lines.append("")
+    for tree in trees:
+        local, inline = (statistics.median(seconds[tree, executor]) for executor in ("local", "inline"))
+        lines.append(
+            f"- {tree}: a cell's process adds **{(local - inline) / CELLS:.2f} s** a cell (goal ≤ 1 s)"
+        )
+    text = "\n".join([*lines, ""])
     publish(text, args.out)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import CELL_THREADS
 from torch import nn
 
 from harness.compare import load_side
@@ -39,7 +40,6 @@ models:
       vocab_size: 2000
 deploy: [eager, bf16, fp16, int8, onnx, onnx-int8]
 deploy_windows: 1  # timed once each: two windows are test_each_backend_is_measured_in_a_process_of_its_own's
-threads: 2
 training: {epochs: 2, learning_rate: 2.0e-3, max_seq_length: 48, max_train_examples: 1500,
            max_eval_examples: 300}
 """
@@ -54,7 +54,7 @@ def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def deployed_store(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("deploy")
-    (folder / "deploy.yaml").write_text(SUITE)
+    (folder / "deploy.yaml").write_text(SUITE + f"threads: {CELL_THREADS}\n")
     result = harness("run", "deploy.yaml", "--store", "h.db", cwd=folder)
     assert result.returncode == 0, result.stdout + result.stderr
     return folder / "h.db"
@@ -175,7 +175,7 @@ def test_compile_times_compilation_apart_and_matches_eager(tmp_path):
     (tmp_path / "compile.yaml").write_text(
         "name: compile\ntasks: [{name: sst2, splits: {train: 'train[:1000]', eval: validation}}]\n"
         "models: [{adapter: transformer, params: {d_model: 32, num_heads: 2, d_ff: 64, num_layers: 1}}]\n"
-        "deploy: [compile]\ndeploy_windows: 1\nthreads: 2\n"
+        f"deploy: [compile]\ndeploy_windows: 1\nthreads: {CELL_THREADS}\n"
         "training: {epochs: 1, max_seq_length: 48, max_train_examples: 500, max_eval_examples: 200}\n"
     )
     result = harness("run", "compile.yaml", "--store", "h.db", cwd=tmp_path)
@@ -236,7 +236,7 @@ def test_each_backend_is_measured_in_a_process_of_its_own(data_dir):
             epochs=1, max_seq_length=32, max_train_examples=64, max_eval_examples=64, eval_batch_size=8
         ),
         deploy=["eager", "int8"],
-        threads=2,
+        threads=CELL_THREADS,
         data_dir=str(data_dir),
     )
     record = run_cell(spec, "run-processes").record
