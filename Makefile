@@ -8,6 +8,7 @@
 # where `nvidia-smi` finds a GPU, else the CPU build (PyTorch's CPU index where it is
 # reachable; a plain `torch` requirement would pull a multi-GB CUDA build). Data: a mirror
 # beside the checkout (../shared/data) or $HARNESS_DATA_DIR, else the Hugging Face Hub.
+# Debian packages where it can (apt as root): chromium (the report test), libtcmalloc-minimal4 (cells).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,12 +24,12 @@ ifneq ($(DATA_DIR),)
 export HARNESS_DATA_DIR := $(DATA_DIR)
 endif
 
-.PHONY: quickstart test install torch browser
+.PHONY: quickstart test install torch browser tcmalloc
 
-quickstart: $(VENV)/.installed
+quickstart: $(VENV)/.installed tcmalloc
 	$(BIN)/harness run suites/quickstart.yaml
 
-test: $(VENV)/.installed browser
+test: $(VENV)/.installed browser tcmalloc
 	$(BIN)/python -m pytest -q
 
 install: $(VENV)/.installed
@@ -49,6 +50,16 @@ torch:
 	else \
 		$(BIN)/pip install -q torch==$(TORCH_VERSION); \
 	fi
+
+# The cells run on tcmalloc where it is installed (less memory than glibc's heap at the same
+# speed: docs/benchmarks.md, "Memory against Keras"); without it they run on the C library's malloc.
+tcmalloc:
+	@$(BIN)/python -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('tcmalloc_minimal') is None)" || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4 || true; \
+		else \
+			echo "cells use the C library's malloc; for less memory: sudo apt-get install libtcmalloc-minimal4"; \
+		fi; }
 
 # The HTML report test drives a real headless Chromium (Debian's package, never `playwright install`).
 browser:

@@ -1,6 +1,10 @@
 """Keep memory that torch frees inside the cell's process, instead of handing it back to
 the kernel after every op and faulting it in again on the next.
 
+Where tcmalloc is installed the cells run on it (the fork server starts with it preloaded,
+`executors/child.py`): it keeps freed blocks by design, without glibc's fragmentation below.
+Otherwise, on glibc:
+
 glibc serves an allocation above its mmap threshold with a fresh `mmap` (and releases it
 with `munmap`), and trims the heap top above its trim threshold: a small model on a CPU
 allocates and frees several 10 MB activations a step (the attention weights of a batch),
@@ -27,10 +31,29 @@ Only where the C library is glibc; elsewhere (musl, macOS) nothing is changed.
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
+import functools
 import platform
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # <malloc.h>
 TRIM_THRESHOLD = 1 << 30
+TCMALLOC = "tcmalloc_minimal"
+
+
+@functools.cache
+def tcmalloc_library() -> str | None:
+    """The installed tcmalloc (Debian's `libtcmalloc-minimal4`), to preload into the cells'
+    processes; None where there is none."""
+    return ctypes.util.find_library(TCMALLOC)
+
+
+def _this_process() -> ctypes.CDLL:
+    return ctypes.CDLL(None)
+
+
+def _tcmalloc_release():
+    """tcmalloc's `MallocExtension_ReleaseFreeMemory` where this process runs on tcmalloc."""
+    return getattr(_this_process(), "MallocExtension_ReleaseFreeMemory", None)
 
 
 def _glibc_function(name: str):
@@ -38,13 +61,17 @@ def _glibc_function(name: str):
     if platform.libc_ver()[0] != "glibc":
         return None
     try:
-        return getattr(ctypes.CDLL(None), name)
+        return getattr(_this_process(), name)
     except (OSError, AttributeError):
         return None
 
 
 def keep_freed_memory() -> str | None:
-    """Stop glibc's mmaps and raise its trim threshold for this process; what was set, or None."""
+    """Keep freed blocks for reuse; what this process's allocator does, or None.
+
+    tcmalloc keeps them in its own caches by design. On glibc: no mmaps, trim threshold 1 GiB."""
+    if _tcmalloc_release() is not None:
+        return "tcmalloc (preloaded)"
     mallopt = _glibc_function("mallopt")
     if mallopt is None or mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1 or mallopt(M_MMAP_MAX, 0) != 1:
         return None
@@ -52,7 +79,11 @@ def keep_freed_memory() -> str | None:
 
 
 def release_freed_memory() -> None:
-    """Return the free blocks glibc holds to the kernel (all of them, not only the heap's top)."""
+    """Return the free blocks the allocator holds to the kernel (all of them, not only the heap's top)."""
+    release = _tcmalloc_release()
+    if release is not None:
+        release()
+        return
     malloc_trim = _glibc_function("malloc_trim")
     if malloc_trim is not None:
         malloc_trim(0)

@@ -363,3 +363,38 @@ def test_profile_command_prints_exponents_and_writes_the_plot(tmp_path):
     assert (rows["flops_per_step"] > 0).all() and "dense-matmul peak" in result.stdout
     exponents = pd.read_csv(out / "exponents.csv").set_index("model")
     assert np.isfinite(exponents.loc["cnn", "time_ms_exponent"])
+
+
+ALLOCATOR_SUITE = """
+name: allocator
+tasks: [{name: sst2, splits: {train: "train[:2000]", eval: validation}}]
+models: [{adapter: cnn, params: {embed_dim: 16, num_filters: 8, vocab_size: 1000}}]
+seeds: [0]
+threads: 1
+training: {epochs: 1, max_seq_length: 32, max_train_examples: 64, max_eval_examples: 64}
+"""
+
+
+def test_cells_run_on_tcmalloc_where_it_is_installed_and_the_record_names_the_allocator(tmp_path):
+    """The fork server starts with tcmalloc preloaded where the library is installed (so every
+    cell runs on it; `make` installs it as root), `HARNESS_NO_TCMALLOC=1` keeps glibc's malloc,
+    and each record names the allocator its cell ran on."""
+    from harness.allocator import tcmalloc_library
+
+    suite = tmp_path / "allocator.yaml"
+    suite.write_text(ALLOCATOR_SUITE)
+    allocators = {}
+    for opt_out in ("0", "1"):
+        store = tmp_path / f"{opt_out}.db"
+        done = subprocess.run(
+            [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HARNESS_NO_TCMALLOC": opt_out},
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        (record,) = load_records(store).to_dict("records")
+        allocators[opt_out] = record["capabilities"]["allocator"]
+    glibc = "glibc malloc: trim threshold 1024 MiB, no mmaps"
+    assert allocators == {"0": "tcmalloc (preloaded)" if tcmalloc_library() else glibc, "1": glibc}
