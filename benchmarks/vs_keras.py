@@ -85,13 +85,6 @@ JOBS = {
 GOAL = 1.1
 
 
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
-
-
 # ----------------------------------------------------------------------------- the Keras side
 
 
@@ -178,6 +171,8 @@ def keras_side(job: str, data_dir: Path, threads: int) -> dict:
     os.environ["KERAS_BACKEND"] = "torch"
     import keras
     import torch
+
+    from harness.trackers.memory import peak_rss_mb  # the cells' own figure: VmHWM
 
     torch.set_num_threads(threads)
     keras.utils.set_random_seed(0)

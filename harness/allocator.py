@@ -21,9 +21,9 @@ What is kept shows in the process's resident memory: `release_freed_memory` hand
 (`malloc_trim`) before a phase's peak is measured, so that peak is the phase's own. A cell sets
 this after its data phase, and hands back what reading and encoding the rows freed first.
 The price is fragmentation: batches of many widths leave holes that a later, wider block does
-not fit, so the heap grows through an epoch (the cnn of 128 width-7 filters on 8,000 IMDb
-reviews: 196 MB in use, 366 MB free but resident); mapping every block above 256 KiB kept it
-flat but trained 40% slower (docs/benchmarks.md, "Memory against Keras").
+not fit, so the heap grows through an epoch; mapping the blocks afresh instead keeps it flat but
+trains slower. That is why the cells run on tcmalloc where it is installed (figures in
+docs/benchmarks.md, "Memory against Keras").
 
 Only where the C library is glibc; elsewhere (musl, macOS) nothing is changed.
 """

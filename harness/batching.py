@@ -23,8 +23,9 @@ from harness.tasks.data import Examples
 
 GROUP_WINDOW = 50
 # Rows tokenized at a time. The tokenizer returns, with each row's ids, an object holding its
-# tokens as strings, their character offsets and masks: for all of IMDb's 25,000 reviews at
-# once these took 1.3 GB, which the process then kept. A chunk's are dropped once it is packed.
+# tokens as strings, their character offsets and masks; a whole split's at once would be many
+# times the ids' size (docs/benchmarks.md, "Memory against Keras"). A chunk's are dropped once
+# it is packed.
 ENCODE_CHUNK = 1024
 ID_DTYPE = np.int32  # token and segment ids as stored (half of int64's memory); batches are int64
 

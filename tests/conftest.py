@@ -19,10 +19,10 @@ os.environ["HARNESS_DATA_DIR"] = str(DATA_DIR)
 # gets its share of the cores: two OpenMP pools on two cores wait on each other's time slices
 # (steps measured 10x slower). Set before anything imports torch; the cells' processes inherit it.
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-# torch threads for a test's cells, where a test names them: this worker's share, at most two
-CELL_THREADS = max(1, min(2, (os.cpu_count() or 1) // _workers))
+_share = max(1, (os.cpu_count() or 1) // _workers)
+CELL_THREADS = min(2, _share)  # torch threads for a test's cells, where a test names them
 if _workers > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 
 @pytest.fixture(scope="session", autouse=True)

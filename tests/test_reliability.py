@@ -331,8 +331,10 @@ def test_the_readme_setup_is_two_commands_and_ci_runs_the_readme_test_command():
     assert re.search(r"^test: .*\n\t\$\(BIN\)/python -m pytest -q$", makefile, re.M), "make test runs pytest"
     assert re.search(r"apt-get install -y\S* .*chromium", makefile)  # the report test's browser
     assert "torch==$(TORCH_VERSION)" in makefile  # torch pinned first, never a bare requirement
+    assert "`python -m pytest -q`" in readme  # the test command by hand, what `make test` runs
     ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if not line.startswith("#")]
-    assert ci[-1] == "make test"
+    assert "make install browser tcmalloc" in ci  # the prerequisites of `make test`
+    assert ci[-1] == ".venv/bin/python -m pytest -q"
 
 
 def _console():

@@ -7,10 +7,11 @@ this way, a cell each deploy backend, and `harness profile` each (model, length)
 Where the process comes from: multiprocessing's fork server. Started once per parent (on its
 first child), it imports what every cell imports (`warm.py`) and then forks a process per call,
 so a cell starts in a fraction of a second instead of importing torch, pandas, datasets and
-transformers for 3 to 4 s. The server runs no torch op and starts no thread pool, so a fork of it
-is as safe as a spawn; where there is no fork server (Windows) each process is spawned. Each
-child runs under the caller's current environment variables and working directory (the server
-has those of its start); only what the warm modules read while importing was read then.
+transformers afresh (docs/benchmarks.md, "Starting a cell's process"). The server runs no
+torch op and starts no thread pool, so a fork of it is as safe as a spawn; where there is no
+fork server (Windows) each process is spawned. Each child runs under the caller's current
+environment variables and working directory (the server has those of its start); only what the
+warm modules read while importing was read then.
 
 The child dies with the process that asked for it: it watches that process (a pidfd) and ends
 itself when it ends, so a driver killed with `kill -9` does not leave an orphan training on,

@@ -1,11 +1,11 @@
 """What every cell's process imports, imported once by the fork server (see `child.py`).
 
 Each process the server forks starts with these modules in memory instead of importing them
-afresh (torch, pandas, datasets, the tokenizers of transformers, scikit-learn's metrics, and
-torch._dynamo, which the first optimizer imports: about 5 s a process on a 2-core machine).
-Only what every cell imports is here: whatever sits in the server's memory is resident in each
-forked process too and counts in its peak, so the Hugging Face model classes (+117 MiB, 2.7 s)
-are imported by the cells that use them.
+afresh: torch, pandas, datasets, the tokenizers of transformers, scikit-learn's metrics, and
+torch._dynamo (which the first optimizer imports). Only what every cell imports is here:
+whatever sits in the server's memory is resident in each forked process too and counts in its
+peak, so the Hugging Face model classes, large and slow to import, are imported by the cells
+that use them.
 
 Importing starts no thread pool that a fork would break: nothing here runs a torch op.
 """
