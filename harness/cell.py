@@ -118,6 +118,7 @@ def run_cell(
         device,
         evaluation.eager,
         spec.deploy_windows,
+        spec.speed,
     )
     record.deployed = {name: result.to_dict() for name, result in deployed.items()}
     add_backend_predictions(evaluation.frames, list(inputs.eval), deployed_outputs)
@@ -217,11 +218,15 @@ def evaluate_phase(
         outputs, rate = speed.timed_predict(model, encoded, settings.eval_batch_size, device, settings.amp)
         if device.type == "cuda" and settings.amp:  # the speed is fp32's, as for every backend
             rate = speed.timed_predict(model, encoded, settings.eval_batch_size, device, amp=False)[1]
-        rates.append(speed.fastest_rate(model, encoded, settings.eval_batch_size, device, False, rate))
+        rates.append(
+            speed.fastest_rate(
+                model, encoded, settings.eval_batch_size, device, False, rate, max_passes=spec.speed.passes
+            )
+        )
         metrics.update(compute_metrics(task.metrics, outputs, encoded.labels, suffix=name))
         split = name or task.splits.eval_splits()[name]  # the split's own name when there is one
         frames.append(predictions_frame(split, inputs.data.eval[name], encoded, outputs))
-    p50, p95 = speed.latency_ms(model, first, device, amp=False)
+    p50, p95 = speed.latency_ms(model, first, device, amp=False, repeats=spec.speed.latency_rows)
     rate = float(np.mean(rates))
     eager = BackendResult(
         "ok",

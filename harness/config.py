@@ -409,6 +409,20 @@ class Resources(Strict):
     )
 
 
+class SpeedSettings(Strict):
+    """How long a cell spends timing its model (`trackers/speed.py`): how often a speed is
+    taken, not what is computed, so not part of a cell's config hash."""
+
+    passes: int = Field(
+        default=5,
+        ge=1,
+        description="whole evaluation passes timed at most (within 10 s); the fastest counts",
+    )
+    latency_rows: int = Field(
+        default=100, ge=1, description="single-row forwards timed for p50/p95 latency at most (within 3 s)"
+    )
+
+
 class CompareSettings(Strict):
     """How `harness compare` judges this suite's runs (see harness/compare.py)."""
 
@@ -457,6 +471,7 @@ class Suite(Strict):
         description="processes each deploy backend is timed in, in sweeps of alternating order; "
         "the fastest counts (2: eager brackets the others, so drift cannot inflate a speed-up)",
     )
+    speed: SpeedSettings = SpeedSettings()
 
     @field_validator("deploy")
     @classmethod
@@ -507,7 +522,7 @@ class CellSpec(Strict):
     """Everything one cell needs, fully resolved: it runs anywhere from this alone.
 
     `group`, `task_order` and `deploy_tolerance` are facts for the report (which group score the task counts
-    in, where the suite listed it), and `deploy_windows` how often a speed is taken, not what is
+    in, where the suite listed it), and `deploy_windows` and `speed` how often a speed is taken, not what is
     computed; like `data_dir` they are not part of its `config_hash`.
     """
 
@@ -525,6 +540,7 @@ class CellSpec(Strict):
     deploy: list[Backend] = Field(default_factory=lambda: ["eager"])
     deploy_tolerance: float = 1.0
     deploy_windows: int = 2
+    speed: SpeedSettings = SpeedSettings()
     train_size: TrainSize | None = Field(
         default=None, description="a learning curve's point: rows, or `full`; None: not on a curve"
     )
@@ -550,6 +566,7 @@ class CellSpec(Strict):
                 "task_order",
                 "deploy_tolerance",
                 "deploy_windows",
+                "speed",
             }
         )
         payload["task"] = {

@@ -230,6 +230,7 @@ def expand_cells(
                             deploy=ref.deploy or suite.deploy,
                             deploy_tolerance=suite.deploy_tolerance,
                             deploy_windows=suite.deploy_windows,
+                            speed=suite.speed,
                             train_size=size,
                             sweep_point=flat_point(point),
                             holdout=swept,

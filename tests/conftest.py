@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,3 +47,49 @@ def data_dir() -> Path:
 def write_suite(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def harness(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Ran:
+    """`harness ARGS` as a user types it, run in this test's process by typer's CliRunner: the
+    same command code, with this worker's imports and fork server already warm, so a test pays
+    for its cells rather than for starting Python, torch and a fork server once more. An
+    exception the command does not handle ends it as it would a process: code 1 and its
+    traceback on stderr. What only a process of its own shows (a signal, Ctrl-C, kill -9, an
+    installed wheel) is tested with `harness_process`."""
+    import torch
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    before, threads = Path.cwd(), torch.get_num_threads()
+    os.chdir(cwd or before)
+    try:
+        result = CliRunner(env=env).invoke(app, list(args))
+    finally:
+        os.chdir(before)
+        torch.set_num_threads(threads)  # the inline executor sets a cell's threads in this process
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return Ran(result.exit_code, result.stdout, stderr)
+
+
+def harness_process(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    """`python -m harness ARGS` in a process of its own, under this environment plus `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )

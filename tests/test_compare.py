@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import harness
 
 from harness.cell import run_cell
 from harness.compare import Thresholds, compare, has_regression, load_side, save_baseline
@@ -179,16 +177,6 @@ def test_missing_cells_are_regressions_and_new_ones_are_not(runs):
     results = compare(healthy, renamed, Thresholds(compare_cost=False))
     assert {(r.variant, r.verdict) for r in results} == {("cnn", "missing"), ("cnn-v2", "new")}
     assert has_regression(results)
-
-
-def harness(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-    )
 
 
 def test_cli_exit_codes_markdown_and_junit(runs, tmp_path):

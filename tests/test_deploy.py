@@ -7,15 +7,13 @@ each backend's figures as metrics of their own."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import CELL_THREADS
+from conftest import CELL_THREADS, harness
 from torch import nn
 
 from harness.compare import load_side
@@ -40,15 +38,10 @@ models:
       vocab_size: 2000
 deploy: [eager, bf16, fp16, int8, onnx, onnx-int8]
 deploy_windows: 1  # timed once each: two windows are test_each_backend_is_measured_in_a_process_of_its_own's
+speed: {passes: 1, latency_rows: 20}
 training: {epochs: 2, learning_rate: 2.0e-3, max_seq_length: 48, max_train_examples: 1500,
            max_eval_examples: 300}
 """
-
-
-def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=900, cwd=cwd
-    )
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +169,7 @@ def test_compile_times_compilation_apart_and_matches_eager(tmp_path):
         "name: compile\ntasks: [{name: sst2, splits: {train: 'train[:1000]', eval: validation}}]\n"
         "models: [{adapter: transformer, params: {d_model: 32, num_heads: 2, d_ff: 64, num_layers: 1}}]\n"
         f"deploy: [compile]\ndeploy_windows: 1\nthreads: {CELL_THREADS}\n"
+        "speed: {passes: 1, latency_rows: 20}\n"
         "training: {epochs: 1, max_seq_length: 48, max_train_examples: 500, max_eval_examples: 200}\n"
     )
     result = harness("run", "compile.yaml", "--store", "h.db", cwd=tmp_path)
@@ -222,7 +216,7 @@ def test_each_backend_is_measured_in_a_process_of_its_own(data_dir):
     training left (here 1,736 MB against eager's 1,066); in its own, it holds what serving int8
     takes (403 against 529: its weights are 180 MB smaller, its libraries a little larger)."""
     from harness.cell import run_cell
-    from harness.config import CellSpec, ModelSpec, TrainingSettings
+    from harness.config import CellSpec, ModelSpec, SpeedSettings, TrainingSettings
     from harness.tasks.registry import builtin_task
 
     # 63M weights in linear layers (250 MB in fp32), small activations at eval batch 8
@@ -233,9 +227,10 @@ def test_each_backend_is_measured_in_a_process_of_its_own(data_dir):
         model=ModelSpec(adapter="transformer", params=wide),
         seed=0,
         training=TrainingSettings(
-            epochs=1, max_seq_length=32, max_train_examples=64, max_eval_examples=64, eval_batch_size=8
+            epochs=1, max_seq_length=16, max_train_examples=16, max_eval_examples=16, eval_batch_size=8
         ),
         deploy=["eager", "int8"],
+        speed=SpeedSettings(passes=1, latency_rows=20),
         threads=CELL_THREADS,
         data_dir=str(data_dir),
     )

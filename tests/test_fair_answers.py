@@ -4,15 +4,13 @@ tie groups and McNemar's test. Real data and real tiny runs through the command 
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import harness
 from scipy import stats
 
 from harness.config import TrainingSettings
@@ -43,12 +41,6 @@ training: {epochs: 2, batch_size: 16, max_seq_length: 48, max_train_examples: 20
 device: cpu
 threads: 1
 """
-
-
-def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True, env=os.environ
-    )
 
 
 @pytest.fixture(scope="module")

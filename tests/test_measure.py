@@ -117,6 +117,45 @@ def test_a_pass_slowed_from_outside_is_not_read_as_the_models_speed(one_thread):
     assert model.calls == 8 * 3  # no pass fits a spent budget
 
 
+def test_the_suite_speed_block_sets_how_long_a_cell_times_its_model(
+    one_thread, data_dir, monkeypatch, tmp_path
+):
+    """`speed: {passes, latency_rows}` bounds the timed passes and the single-row forwards a cell
+    makes; it is how often a speed is taken, not what is computed, so the config hash keeps."""
+    from harness.cell import run_cell
+    from harness.config import SpeedSettings
+    from harness.planning import expand_cells, load_suite
+    from harness.trackers import speed
+
+    passes, forwards = [], []
+    timed_predict, latency_ms = speed.timed_predict, speed.latency_ms
+
+    def counted_pass(*args, **kwargs):
+        passes.append(1)
+        return timed_predict(*args, **kwargs)
+
+    def counted_latency(model, *args, **kwargs):
+        model.register_forward_hook(lambda *_: forwards.append(1))
+        return latency_ms(model, *args, **kwargs)
+
+    monkeypatch.setattr(speed, "timed_predict", counted_pass)
+    monkeypatch.setattr(speed, "latency_ms", counted_latency)
+    suite = tmp_path / "speed.yaml"
+    suite.write_text(
+        "name: speed\ntasks: [{name: sst2, splits: {train: 'train[:200]', eval: validation}}]\n"
+        "models: [{adapter: cnn, params: {embed_dim: 8, num_filters: 4, vocab_size: 500}}]\n"
+        "speed: {passes: 2, latency_rows: 7}\n"
+        "training: {epochs: 1, max_seq_length: 16, max_eval_examples: 64}\n"
+    )
+    (spec,) = expand_cells(load_suite(suite), suite, str(data_dir))
+    assert spec.speed == SpeedSettings(passes=2, latency_rows=7)
+    assert spec.config_hash == spec.model_copy(update={"speed": SpeedSettings()}).config_hash
+    record = run_cell(spec, "run-speed").record
+    assert record.status == "ok" and record.infer_examples_per_s > 0
+    assert len(passes) == 2  # the scored pass and one more: 64 tiny rows fit the 10 s many times
+    assert len(forwards) == 5 + 7  # the latency warm-up's rows, then the timed ones
+
+
 def test_the_steady_state_window_skips_warm_up_steps(one_thread):
     batch, steps, warmup, nap = 16, 60, 5, 0.25
     data = synthetic(rows=batch * steps, length=16)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import harness
 from typer.testing import CliRunner
 
 from harness.cell import run_cell
@@ -31,12 +32,6 @@ from harness.tasks.registry import builtin_task
 REPO = Path(__file__).resolve().parents[1]
 TINY_CNN = "{adapter: cnn, label: cnn, params: {embed_dim: 16, num_filters: 8, vocab_size: 1000}}"
 TINY_TRAINING = "training: {epochs: 1, max_seq_length: 32, max_train_examples: 120, max_eval_examples: 40}\n"
-
-
-def harness(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=600, cwd=cwd
-    )
 
 
 def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import harness
 from scipy import stats
 
 from harness.config import CellSpec, ModelSpec, TrainingSettings
@@ -87,12 +85,6 @@ def store_path(tmp_path_factory, data_dir) -> Path:
         store.close()
         torch.set_num_threads(threads)
     return path
-
-
-def harness(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=300, env=os.environ
-    )
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import harness
 from scipy import stats
 from sklearn.metrics import f1_score, roc_auc_score
 
@@ -22,12 +22,6 @@ from harness.tasks.metrics import compute_metrics, get_metric, register_metric
 from harness.tasks.registry import builtin_task
 
 CNN = "{adapter: cnn, label: cnn, params: {embed_dim: 32, num_filters: 16, vocab_size: 2000}}"
-
-
-def harness(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=600, cwd=cwd
-    )
 
 
 def real_rows(data_dir: Path, task: str, train: int, evaluation: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -50,6 +50,7 @@ from torch import nn
 
 from harness.allocator import keep_freed_memory
 from harness.batching import Encoded, collate, eval_batches
+from harness.config import SpeedSettings
 from harness.deploy.backends import BACKENDS, workdir
 from harness.deploy.catalog import BY_NAME, unsupported_reason
 from harness.executors.base import CellFailure
@@ -105,6 +106,7 @@ def run_backend(
     batch_size: int,
     device: torch.device,
     reference: np.ndarray,
+    timing: SpeedSettings,
 ) -> tuple[BackendResult, dict[str, np.ndarray]]:
     """One backend from preparation to figures; its outputs per evaluation split.
 
@@ -138,11 +140,17 @@ def run_backend(
             for split, encoded in eval_enc.items():
                 out, rate = speed.timed_predict(module, encoded, batch_size, device, amp=False)
                 outputs[split] = out
-                rates.append(speed.fastest_rate(module, encoded, batch_size, device, False, rate))
+                rates.append(
+                    speed.fastest_rate(
+                        module, encoded, batch_size, device, False, rate, max_passes=timing.passes
+                    )
+                )
                 result.metrics.update(compute_metrics(metrics, out, encoded.labels, suffix=split))
             result.infer_examples_per_s = float(np.mean(rates))
             result.rates_by_process = [result.infer_examples_per_s]
-            result.latency_p50_ms, result.latency_p95_ms = speed.latency_ms(module, first, device, amp=False)
+            result.latency_p50_ms, result.latency_p95_ms = speed.latency_ms(
+                module, first, device, amp=False, repeats=timing.latency_rows
+            )
         except Exception as error:  # a broken export or kernel: this backend failed, the cell goes on
             lines = traceback.format_exception_only(type(error), error)
             return BackendResult("failed", reason=lines[-1].strip()[:500]), {}
@@ -183,6 +191,7 @@ def serve_backend(
     device_name: str,
     threads: int,
     reference: np.ndarray,
+    timing: SpeedSettings,
     emit=None,
 ) -> tuple[BackendResult, dict[str, np.ndarray]]:
     """`run_backend` as the body of a fresh process (`run_in_child`, whose `emit` it has no use
@@ -198,6 +207,7 @@ def serve_backend(
         batch_size,
         device,
         reference,
+        timing,
     )
 
 
@@ -210,6 +220,7 @@ def deploy_phase(
     device: torch.device,
     eager: BackendResult,
     windows: int,
+    timing: SpeedSettings,
 ) -> tuple[dict[str, BackendResult], dict[str, dict[str, np.ndarray]]]:
     """Every requested backend in turn, eager first, each in a fresh process, then those that
     ran `windows - 1` more times in alternating order: results by backend, and outputs by
@@ -230,7 +241,9 @@ def deploy_phase(
 
         def serve(name: str) -> tuple[BackendResult, dict[str, np.ndarray]]:
             args = (name, saved_model, eval_enc, metrics, batch_size, str(device), torch.get_num_threads())
-            outcome = run_in_child(serve_backend, (*args, reference), who=f"the {name} backend's process")
+            outcome = run_in_child(
+                serve_backend, (*args, reference, timing), who=f"the {name} backend's process"
+            )
             if isinstance(outcome, CellFailure):
                 return BackendResult("failed", reason=outcome.error), {}
             return outcome
