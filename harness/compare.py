@@ -41,7 +41,7 @@ from scipy import stats
 from harness import strict_json
 from harness.errors import InputError
 from harness.record import CellRecord, fill_variants
-from harness.report.stats import holm_adjusted
+from harness.report.stats import holm_adjusted, welch_pvalue
 from harness.tasks.metrics import higher_is_better
 
 BASELINE_FORMAT = "harness-baseline/1"
@@ -176,14 +176,7 @@ def with_deployed(frame: pd.DataFrame) -> pd.DataFrame:
 
 def welch_one_sided(baseline: np.ndarray, current: np.ndarray) -> tuple[float, float]:
     """p-values of 'current is lower' and 'current is higher' (Welch's t-test)."""
-    if np.std(baseline) == 0 and np.std(current) == 0:
-        same = np.mean(baseline) == np.mean(current)
-        lower = 1.0 if same or np.mean(current) > np.mean(baseline) else 0.0
-        higher = 1.0 if same or np.mean(current) < np.mean(baseline) else 0.0
-        return lower, higher
-    lower = stats.ttest_ind(current, baseline, equal_var=False, alternative="less").pvalue
-    higher = stats.ttest_ind(current, baseline, equal_var=False, alternative="greater").pvalue
-    return float(lower), float(higher)
+    return welch_pvalue(current, baseline, "less"), welch_pvalue(current, baseline, "greater")
 
 
 def minimum_detectable_effect(

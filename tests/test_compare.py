@@ -235,3 +235,23 @@ def test_cli_exit_codes_markdown_and_junit(runs, tmp_path):
         ).returncode
         == 1
     )
+
+
+def test_welch_with_seeds_that_agree_on_one_side_uses_the_other_sides_spread_and_does_not_warn():
+    """Three seeds at exactly 80 against 70, 71, 72: t = 9 / sqrt(1/3), 2 degrees of freedom
+    (all the spread is the second side's), computed here by hand."""
+    import math
+    import warnings
+
+    from scipy import stats
+
+    from harness.report.stats import welch_pvalue
+
+    t = 9 / math.sqrt(1 / 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert welch_pvalue([80, 80, 80], [70, 71, 72]) == pytest.approx(2 * stats.t.sf(t, 2))
+        assert welch_pvalue([70, 71, 72], [80, 80, 80], "less") == pytest.approx(stats.t.sf(t, 2))
+    assert welch_pvalue([80, 80], [80, 80]) == 1.0
+    assert welch_pvalue([79, 79], [80, 80], "less") == 0.0
+    assert welch_pvalue([79, 79], [80, 80], "greater") == 1.0

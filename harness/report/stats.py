@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -215,9 +216,26 @@ def seed_welch_p(
     b = [float(function(np.asarray(p)[everything], labels[everything])[0]) for p in predictions_b]
     if not all(math.isfinite(v) for v in a + b):
         return None
-    if np.std(a) == 0 and np.std(b) == 0:
-        return 1.0 if np.mean(a) == np.mean(b) else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return welch_pvalue(a, b)
+
+
+def welch_pvalue(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided") -> float:
+    """Welch's t-test p-value of `a` against `b` (`alternative`: "less" is a below b).
+
+    Seeds that agree exactly are a sample without spread: both sides so, the means are equal
+    (p = 1) or they are not and nothing else varies (p = 0, or 1 for the other direction);
+    one side so, Welch's statistic is defined by the other's spread, and scipy's warning about
+    the moments of constant data is about that side alone, so it is silenced here."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        if a.mean() == b.mean():
+            return 1.0
+        below = a.mean() < b.mean()
+        supported = {"two-sided": True, "less": below, "greater": not below}[alternative]
+        return 0.0 if supported else 1.0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
 
 
 def example_standard_error(
