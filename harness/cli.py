@@ -30,6 +30,9 @@ console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI get
 errors = Console(stderr=True)
 
 STORE_OPTION = typer.Option(Path("results/harness.db"), "--store", help="SQLite results store")
+DATA_DIR_OPTION = typer.Option(
+    None, "--data-dir", envvar="HARNESS_DATA_DIR", help="local data mirror (Hub parquet layout)"
+)
 TASKS_DIR_OPTION = typer.Option(
     None, "--tasks-dir", help="a folder of task YAMLs, searched after the suite's tasks/ (repeatable)"
 )
@@ -107,9 +110,7 @@ class Executor(str, Enum):
 def run(
     suite: Path = typer.Argument(..., help="suite YAML, e.g. suites/quickstart.yaml"),
     store: Path = STORE_OPTION,
-    data_dir: str = typer.Option(
-        None, "--data-dir", envvar="HARNESS_DATA_DIR", help="local data mirror (Hub parquet layout)"
-    ),
+    data_dir: str = DATA_DIR_OPTION,
     resume: bool = typer.Option(False, "--resume", help="finish the suite's latest run"),
     allow_mixed_code: bool = typer.Option(
         False,
@@ -284,9 +285,14 @@ def export(
     run_id: str = typer.Argument(..., help="run id"),
     format: Format = typer.Option(Format.csv, "--format"),
     out: Path = typer.Option(None, "--out", help="file to write (default: standard output)"),
+    samples: bool = typer.Option(
+        False, "--samples", help="one JSON line per (cell, evaluation row) with its text (harness/samples.py)"
+    ),
+    data_dir: str = DATA_DIR_OPTION,
     store: Path = STORE_OPTION,
 ) -> None:
-    """Export a run's records as CSV (metrics as `metric.<name>` columns) or JSON."""
+    """Export a run's records as CSV (metrics as `metric.<name>` columns) or JSON, or with
+    `--samples` every cell's predictions example by example."""
     from harness.store import JSON_FIELDS, Store
 
     if out is not None:
@@ -294,6 +300,9 @@ def export(
     with Store(store, create=False, read_only=True) as db:
         run_id = _resolve_run(db, run_id)
         records = db.records([run_id])
+        if samples:
+            _export_samples(db, records, out, data_dir)
+            return
     if format is Format.csv:
         text = records.drop(columns=list(JSON_FIELDS)).to_csv(index=False)
     else:
@@ -305,6 +314,25 @@ def export(
     else:
         write_output(out, text, "--out")
         console.print(f"wrote {len(records)} records to {out}")
+
+
+def _export_samples(db, records, out: Path | None, data_dir: str | None) -> None:
+    from harness.runner import check_data_dir
+    from harness.samples import task_rows_loader, write_samples
+
+    check_data_dir(data_dir)
+    rows_of = task_rows_loader(records, data_dir)
+    if out is None:
+        write_samples(sys.stdout, records, db.predictions, rows_of)
+        return
+    partial = out.with_name(out.name + ".partial")  # a failed export leaves no half file under the name
+    try:
+        with open(partial, "w", encoding="utf-8") as handle:
+            count = write_samples(handle, records, db.predictions, rows_of)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    console.print(f"wrote {count:,} samples of {len(records)} records to {out}")
 
 
 baseline_app = typer.Typer(
@@ -528,14 +556,19 @@ def report(
         help="take each model's `counterparts` (why it trails a published number) "
         "from this suite YAML as it is now",
     ),
+    data_dir: str = DATA_DIR_OPTION,
     store: Path = STORE_OPTION,
 ) -> None:
     """Write a leaderboard (markdown and a self-contained HTML page) of runs in the store."""
     from harness.report import generate_report
     from harness.report.references import default_references
+    from harness.runner import check_data_dir
 
     check_output(out, "--out", folder=True)
+    check_data_dir(data_dir)
     chosen = None if no_references else (references or default_references())
-    written, used = generate_report(store, out, run_ids or [], suite, chosen, suite_file=suite_file)
+    written, used = generate_report(
+        store, out, run_ids or [], suite, chosen, suite_file=suite_file, data_dir=data_dir
+    )
     pages = ", ".join(str(path) for path in written if path.suffix != ".json")
     console.print(f"report of {', '.join(used)}: {pages}")

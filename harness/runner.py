@@ -131,6 +131,13 @@ def check_same_code(store: Store, run_id: str, kept: set[str], store_path: Path)
         )
 
 
+def check_data_dir(data_dir: str | None) -> None:
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise InputError(
+            data_dir, "--data-dir is not a folder", "point it at a data mirror such as ../shared/data"
+        )
+
+
 def run_suite(
     suite_path: Path,
     store_path: Path,
@@ -146,12 +153,7 @@ def run_suite(
     """Run the suite's cells, or with `only_models` the cells of those model labels (to redo
     one model after changing it: with `resume`, into the suite's latest run). Resuming a run
     whose finished cells other code made is refused unless `allow_mixed_code`."""
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise InputError(
-            data_dir,
-            "--data-dir is not a folder",
-            "point it at a data mirror such as ../shared/data",
-        )
+    check_data_dir(data_dir)
     check_store_path(store_path)  # a store that cannot be written fails before anything is planned
     suite = load_suite(suite_path)
     all_cells = expand_cells(suite, suite_path, data_dir, tasks_dirs)

@@ -8,11 +8,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import harness
 from scipy import stats
 
 from harness.config import CellSpec, ModelSpec, TrainingSettings
+from harness.errors import InputError
 from harness.report.references import BUILTIN_REFERENCES, load_references
 from harness.report.scores import group_scores, score_over
 from harness.report.stats import paired_bootstrap, t_interval
@@ -444,7 +446,99 @@ def test_html_page_in_a_real_browser(report_dir, tmp_path):
                 assert page.is_visible('section.task[data-task="mrpc"]')
                 page.click('.filter button[data-filter=""]')
                 assert page.is_visible('section.task[data-task="sst2"]')
+
+                # where two models differ: filter by side, search, page; counts are McNemar's
+                block = page.locator("#task-0 .differ").first
+                a_only, b_only = (int(block.locator(f".{side}-only").inner_text()) for side in ("a", "b"))
+                first_model = block.locator("select option").nth(1).get_attribute("value")
+                block.locator("select").select_option(first_model)
+                assert block.locator(".count").inner_text().startswith(f"{a_only} rows")
+                assert block.locator("tbody tr").count() == min(a_only, 25)
+                block.locator("select").select_option("")
+                assert block.locator(".count").inner_text().startswith(f"{a_only + b_only} rows")
+                word = block.locator("tbody tr td:nth-child(2)").first.inner_text().split()[0]
+                block.locator("input[type=search]").fill(word)
+                texts = block.locator("tbody tr td:nth-child(2)").all_inner_texts()
+                assert texts and all(word.lower() in text.lower() for text in texts)
                 assert problems == [] and dialogs == []
                 page.close()
         finally:
             browser.close()
+
+
+def test_samples_export_every_row_with_a_stable_id_and_reads_back(store_path, tmp_path):
+    """One JSON line per (cell, evaluation row); the id is SHA-256 of the normalized text and the
+    label, the same for every model and seed; probabilities are the softmax of the stored logits."""
+    import hashlib
+    import unicodedata
+
+    from harness.report.calibration import softmax
+    from harness.samples import read_samples
+
+    out = tmp_path / "samples.jsonl"
+    result = harness("export", "run-tiny", "--samples", "--out", str(out), "--store", str(store_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    samples = read_samples(out)
+    records = load_records(store_path)
+    with Store(store_path, create=False) as db:
+        predictions = {row.cell_id: db.predictions("run-tiny", row.cell_id) for row in records.itertuples()}
+    assert len(samples) == sum(len(frame) for frame in predictions.values())
+    ids = samples.groupby(["task", "eval_split", "row_id"])["example_id"].nunique()
+    assert (ids == 1).all()  # every model and seed names a row alike
+    row = samples[(samples.task == "mrpc")].iloc[0]
+    fields = "\x1f".join(" ".join(unicodedata.normalize("NFC", t).split()) for t in (row.text_a, row.text_b))
+    assert row.example_id == hashlib.sha256(f"{fields}\x1e{row.label}".encode()).hexdigest()[:16]
+    assert row.label in ("equivalent", "not_equivalent") and isinstance(row.text_b, str)
+    sst2 = samples[samples.cell_id == "sst2__cnn__seed0"].set_index("row_id")
+    frame = predictions["sst2__cnn__seed0"].set_index("row_id")
+    expected = softmax(np.stack(frame["logits"].to_numpy()))
+    got = np.array([[p["negative"], p["positive"]] for p in sst2.loc[frame.index, "probabilities"]])
+    assert np.allclose(got, expected, atol=1e-6)
+    names = np.array(["negative", "positive"])
+    assert (sst2.loc[frame.index, "prediction"].to_numpy() == names[frame["prediction"].to_numpy()]).all()
+    stsb = samples[samples.task == "stsb"]
+    assert stsb["score"].notna().all() and "probabilities" not in stsb.dropna(axis=1, how="all")
+
+    bad = tmp_path / "old.jsonl"
+    bad.write_text(out.read_text().replace('"version": 1', '"version": 99', 1))
+    with pytest.raises(InputError, match="version 99"):
+        read_samples(bad)
+
+
+def test_where_two_models_differ_counts_mcnemars_discordant_cells(store_path):
+    """The rows only one ensemble gets right, recomputed here from the stored logits: the
+    counts and the sides match the table, and the leader's first pair matches the leader test."""
+    from harness.report.build import build_report
+    from harness.report.calibration import softmax
+    from harness.samples import task_rows_loader
+
+    with Store(store_path, create=False) as db:
+        records = db.records(["run-tiny"])
+        report = build_report(
+            records, db.predictions, task_rows=task_rows_loader(records, None), resamples=50
+        )
+        section = next(t for t in report.tasks if t.name == "sst2")
+        examples = section.examples
+        assert examples.note == "" and len(examples.confusion) == len(MODELS)
+        first = examples.differences[0]
+        assert (first.a_only, first.b_only) == (section.leader.mcnemar.a_only, section.leader.mcnemar.b_only)
+
+        def ensemble(model: str):
+            frames = [
+                db.predictions("run-tiny", f"sst2__{model}__seed{seed}").set_index("row_id") for seed in SEEDS
+            ]
+            mean = np.mean([softmax(np.stack(f["logits"].to_numpy())) for f in frames], axis=0)
+            return pd.Series(mean.argmax(axis=1) == frames[0]["label"].to_numpy(), index=frames[0].index)
+
+        for pair in examples.differences:
+            right_a, right_b = ensemble(pair.model_a), ensemble(pair.model_b)
+            assert pair.a_only == int((right_a & ~right_b).sum()) and pair.b_only == int(
+                (right_b & ~right_a).sum()
+            )
+            sides = pd.Series([row.right for row in pair.rows]).value_counts()
+            assert sides.get(pair.model_a, 0) == pair.a_only and sides.get(pair.model_b, 0) == pair.b_only
+            gaps = [row.gap for row in pair.rows]
+            assert gaps == sorted(gaps, reverse=True)
+            assert all(len(row.text) <= 300 and row.example_id for row in pair.rows)
+    confusion = next(c for c in examples.confusion if c.model == "cnn")
+    assert sum(map(sum, confusion.counts)) == 100 and confusion.labels == ["negative", "positive"]

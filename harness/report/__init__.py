@@ -29,16 +29,19 @@ def generate_report(
     title: str | None = None,
     resamples: int = 1000,
     suite_file: Path | None = None,
+    data_dir: str | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Write the report of some runs (default: the latest) to `out`; returns (paths, run ids).
 
     With `suite_file`, each model's `counterparts` (why it trails a published number) come from
     that file as it is now, not from the records: they are commentary, and the evidence for
-    them often arrives after the cells ran."""
+    them often arrives after the cells ran. The texts of the example-level tables are read from
+    `data_dir` (or HARNESS_DATA_DIR, or the Hub) through the tasks' loader."""
     from harness.report.build import build_report
     from harness.report.gaps import with_counterparts_from
     from harness.report.references import load_references
     from harness.report.render import write_report
+    from harness.samples import task_rows_loader
     from harness.store import Store
 
     db = Store(store, create=False)
@@ -68,7 +71,14 @@ def generate_report(
         if title is None:
             suites = sorted({str(s) for s in records["suite"]})
             title = f"Leaderboard: {', '.join(suites)}"
-        report = build_report(records, load_predictions, found, title=title, resamples=resamples)
+        report = build_report(
+            records,
+            load_predictions,
+            found,
+            title=title,
+            resamples=resamples,
+            task_rows=task_rows_loader(records, data_dir),
+        )
         return write_report(report, out), report.provenance.run_ids
     finally:
         db.close()

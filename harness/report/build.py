@@ -10,7 +10,7 @@ No formatting happens here, only numbers and names; `render.py` turns them into 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -31,6 +31,7 @@ from harness.report.curves import (
     reach_table,
 )
 from harness.report.deployed import DeployedTable, deployed_figure, deployed_table
+from harness.report.examples import TaskExamples, task_examples
 from harness.report.gaps import TOLERANCE, Gap, task_gaps
 from harness.report.leader import (
     LeaderTest,
@@ -55,6 +56,7 @@ from harness.report.scores import (
 )
 from harness.report.stats import example_standard_error
 from harness.report.tuning import TunedModel, select_points
+from harness.samples import TaskRows
 from harness.tasks.metrics import get_metric, metric_names, split_metric_key
 
 
@@ -166,6 +168,7 @@ class TaskSection:
     reach: list[tuple[str, float | None, list[CurvePoint | None]]] = field(default_factory=list)
     tuned: list[TunedModel] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)  # ours against the published numbers we stand for
+    examples: TaskExamples | None = None  # classification: confusion matrices, where models differ
 
 
 @dataclass
@@ -471,8 +474,10 @@ def build_report(
     title: str = "Leaderboard",
     alpha: float = 0.05,
     resamples: int = 1000,
+    task_rows: Callable[[str], TaskRows | str] | None = None,
 ) -> Report:
-    """The report of these records; `records` as `Store.records()` returns them."""
+    """The report of these records; `records` as `Store.records()` returns them. `task_rows`
+    gives a task's evaluation texts for the example-level tables (`harness/samples.py`)."""
     run_ids = list(dict.fromkeys(str(r) for r in records["run_id"]))
     load_predictions = _cached(load_predictions)
     records, superseded = latest_per_seed(records)
@@ -563,6 +568,11 @@ def build_report(
                     f"({gap.theirs:.1f}), and nothing explains it: a bug until shown otherwise"
                 )
         section.references = _reference_rows_for_task(section, references, footnotes)
+        if fact.problem_type == "classification":
+            rows = task_rows(name) if task_rows is not None else "the report was not given the task's data"
+            names = next((n for n in shown.loc[shown["task"] == name, "label_names"] if n), None)
+            split = split_metric_key(primary)[1]
+            section.examples = task_examples(task_entries, load_predictions, rows, split, names)
         sections.append(section)
         for entry in task_entries:
             if entry.mixed_configs:

@@ -120,7 +120,9 @@ def have_logits(frames: Sequence[pd.DataFrame]) -> bool:
     return all("logits" in frame and frame["logits"].notna().all() for frame in frames)
 
 
-def _aligned(entry_a: Entry, entry_b: Entry, split: str | None, load: PredictionLoader) -> Aligned | str:
+def aligned_entries(
+    entry_a: Entry, entry_b: Entry, split: str | None, load: PredictionLoader
+) -> Aligned | str:
     frames_a, frames_b = seed_frames(entry_a, split, load), seed_frames(entry_b, split, load)
     for frames in (frames_a, frames_b):
         if isinstance(frames, str):
@@ -131,11 +133,18 @@ def _aligned(entry_a: Entry, entry_b: Entry, split: str | None, load: Prediction
     return Aligned(aligned[0]["label"].to_numpy(), aligned[: len(frames_a)], aligned[len(frames_a) :])
 
 
+def ensemble_probabilities(frames: Sequence[pd.DataFrame]) -> np.ndarray | None:
+    """(N, C): the seeds' mean class probabilities from their stored logits; None without them."""
+    if not have_logits(frames):
+        return None
+    return np.mean([softmax(np.stack(frame["logits"].to_numpy())) for frame in frames], axis=0)
+
+
 def ensemble_right(frames: Sequence[pd.DataFrame], labels: np.ndarray) -> np.ndarray:
     """Per example: is the seeds' ensemble right? Its class is the argmax of the seeds' mean
     probabilities (from the stored logits), or, without logits, the most common predicted class."""
-    if have_logits(frames):
-        probabilities = np.mean([softmax(np.stack(frame["logits"].to_numpy())) for frame in frames], axis=0)
+    probabilities = ensemble_probabilities(frames)
+    if probabilities is not None:
         return probabilities.argmax(axis=1) == labels  # (N,)
     votes = np.stack([frame["prediction"].to_numpy() for frame in frames])  # (S, N)
     modes = [np.bincount(column.astype(np.int64)).argmax() for column in votes.T]
@@ -182,7 +191,7 @@ def judge_leader(
     def compare(a: Entry, b: Entry) -> BootstrapResult | str:
         key = (a.model, b.model)
         if key not in cache:
-            aligned = _aligned(a, b, split, load)
+            aligned = aligned_entries(a, b, split, load)
             if isinstance(aligned, str):
                 cache[key] = aligned
             else:
