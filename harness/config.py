@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -96,6 +97,27 @@ class TaskSplits(Strict):
         return {"": self.eval} if isinstance(self.eval, str) else dict(self.eval)
 
 
+class SliceSpec(Strict):
+    """A task's own slice of its evaluation rows (the report's slices table): rows whose text
+    matches `regex` (case-insensitive, either text of a pair) and whose word count is within
+    [min_words, max_words]; at least one of the three."""
+
+    regex: str | None = None
+    min_words: int | None = Field(default=None, ge=0)
+    max_words: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> SliceSpec:
+        if self.regex is None and self.min_words is None and self.max_words is None:
+            raise ValueError("a slice needs regex, min_words or max_words")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as error:
+                raise ValueError(f"regex {self.regex!r} does not compile: {error}") from None
+        return self
+
+
 class TaskSpec(Strict):
     """One task, as written in `<tasks dir>/<name>.yaml` (the file name is the task's name)."""
 
@@ -116,6 +138,9 @@ class TaskSpec(Strict):
     metrics: list[str] = Field(min_length=1)
     primary_metric: str
     group: str | None = Field(default=None, description="the group score this task counts in, e.g. glue")
+    slices: dict[str, SliceSpec] = Field(
+        default_factory=dict, description="the report's slices beyond the built-in ones, by name"
+    )
 
     @property
     def is_pair(self) -> bool:
@@ -570,7 +595,7 @@ class CellSpec(Strict):
             }
         )
         payload["task"] = {
-            k: v for k, v in payload["task"].items() if k not in ("title", "description", "group")
+            k: v for k, v in payload["task"].items() if k not in ("title", "description", "group", "slices")
         }
         files = payload["task"]["dataset"].get("data_files")
         if files:  # local files by their content, not their absolute path

@@ -540,5 +540,11 @@ def test_where_two_models_differ_counts_mcnemars_discordant_cells(store_path):
             gaps = [row.gap for row in pair.rows]
             assert gaps == sorted(gaps, reverse=True)
             assert all(len(row.text) <= 300 and row.example_id for row in pair.rows)
+    slices = section.slices  # on the same rows: the two labels' slices hold every row of each model
+    assert slices.notes == [] and {"label: negative", "label: positive"} <= set(slices.names)
+    for model in slices.models:
+        assert (
+            slices.cells["label: negative"][model].rows + slices.cells["label: positive"][model].rows == 100
+        )
     confusion = next(c for c in examples.confusion if c.model == "cnn")
     assert sum(map(sum, confusion.counts)) == 100 and confusion.labels == ["negative", "positive"]

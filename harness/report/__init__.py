@@ -5,6 +5,8 @@
 | `scores.py` | seeds pooled per (task, model); group scores (GLUE's) by the rule their YAML gives |
 | `stats.py` | t-interval over seeds; paired bootstrap over examples |
 | `leader.py` | the top two models of a task tested on their predictions; ranks and ties |
+| `examples.py` | confusion matrices; where the leader and each other model differ, example by example |
+| `slices.py` | each model's primary metric on slices of the evaluation rows, and which are worse |
 | `deployed.py` | the deployed table (model × backend against eager) and its accuracy-latency plot |
 | `plots.py` | plotly figure specs of accuracy against cost, with the Pareto front |
 | `references.py` | published numbers (`references.yaml`, shipped beside it) |

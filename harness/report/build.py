@@ -54,6 +54,7 @@ from harness.report.scores import (
     machine_name,
     pool_seeds,
 )
+from harness.report.slices import SliceTable, task_slices
 from harness.report.stats import example_standard_error
 from harness.report.tuning import TunedModel, select_points
 from harness.samples import TaskRows
@@ -169,6 +170,7 @@ class TaskSection:
     tuned: list[TunedModel] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)  # ours against the published numbers we stand for
     examples: TaskExamples | None = None  # classification: confusion matrices, where models differ
+    slices: SliceTable | None = None  # each model's primary metric on slices of the evaluation rows
 
 
 @dataclass
@@ -568,11 +570,12 @@ def build_report(
                     f"({gap.theirs:.1f}), and nothing explains it: a bug until shown otherwise"
                 )
         section.references = _reference_rows_for_task(section, references, footnotes)
+        rows = task_rows(name) if task_rows is not None else "the report was not given the task's data"
         if fact.problem_type == "classification":
-            rows = task_rows(name) if task_rows is not None else "the report was not given the task's data"
             names = next((n for n in shown.loc[shown["task"] == name, "label_names"] if n), None)
             split = split_metric_key(primary)[1]
             section.examples = task_examples(task_entries, load_predictions, rows, split, names)
+        section.slices = task_slices(task_entries, load_predictions, rows, alpha, resamples)
         sections.append(section)
         for entry in task_entries:
             if entry.mixed_configs:

@@ -128,6 +128,16 @@ def rank_key(rank: str) -> str:
     return rank.lstrip("=") if rank else ""
 
 
+def gap_colour(gap: float | None) -> str:
+    """A slice's gap as a background: red below the model's score, blue above, white at 0;
+    full colour at 20 points."""
+    if gap is None or not math.isfinite(gap):
+        return "transparent"
+    strength = min(abs(gap) / 20.0, 1.0) * 0.55
+    hue = 0 if gap < 0 else 215
+    return f"hsla({hue}, 75%, 55%, {strength:.2f})"
+
+
 FILTERS = {
     "metric": metric,
     "estimate": estimate,
@@ -141,6 +151,7 @@ FILTERS = {
     "trained_key": trained_key,
     "signed": signed,
     "sort_key": sort_key,
+    "gap_colour": gap_colour,
     "rank_key": rank_key,
 }
 

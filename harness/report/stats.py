@@ -284,3 +284,56 @@ def holm_adjusted(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
+
+
+def bootstrap_interval(
+    metric: str, labels: np.ndarray, predictions: Sequence[np.ndarray], resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of one model's seed-pooled metric: the two-level bootstrap (its
+    seeds, then the examples) of `paired_bootstrap`, for one side."""
+    (scores,) = _bootstrap(
+        _resampled_function(metric), np.asarray(labels), [predictions], resamples, seed, 2_000_000, True
+    )
+    scores = scores[np.isfinite(scores)]
+    if len(scores) == 0:
+        return math.nan, math.nan
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def permutation_worse_p(
+    metric: str,
+    labels: np.ndarray,
+    predictions: Sequence[np.ndarray],
+    members: np.ndarray,
+    higher_is_better: bool,
+    permutations: int = 1000,
+    seed: int = 0,
+    max_cells: int = 2_000_000,
+) -> float:
+    """One-sided p of "the rows in `members` score worse than the other rows" for one model's
+    seeds (the metric pooled over seeds on each side). Under the null the members are as good as
+    any rows of the same number: each permutation draws that many rows at random as the slice,
+    so a slice chosen at random is called worse at no more than the level asked for."""
+    function = _resampled_function(metric)
+    labels = np.asarray(labels)
+    arrays = [np.asarray(p) for p in predictions]
+    n, k = len(labels), int(members.sum())
+    sign = 1.0 if higher_is_better else -1.0
+
+    def gap(inside: np.ndarray, outside: np.ndarray) -> np.ndarray:  # (R, k), (R, n-k) → (R,)
+        score_in = np.mean([function(p[inside], labels[inside]) for p in arrays], axis=0)
+        score_out = np.mean([function(p[outside], labels[outside]) for p in arrays], axis=0)
+        return sign * (score_in - score_out)
+
+    order = np.argsort(~members, kind="stable")[None, :]  # members first
+    observed = float(gap(order[:, :k], order[:, k:])[0])
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(permutations, max_cells // max(1, n)))
+    null = []
+    for start in range(0, permutations, chunk):
+        drawn = rng.permuted(np.tile(np.arange(n), (min(chunk, permutations - start), 1)), axis=1)
+        null.append(gap(drawn[:, :k], drawn[:, k:]))
+    values = np.concatenate(null)
+    values = values[np.isfinite(values)]
+    return (1 + int((values <= observed).sum())) / (len(values) + 1)
