@@ -13,12 +13,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
+from harness import probes
 from harness.allocator import keep_freed_memory, release_freed_memory
 from harness.batching import Encoded, encode
 from harness.config import CellSpec, train_size_value
@@ -30,7 +31,7 @@ from harness.fingerprint import code_fingerprint, combined, vocabulary_hash
 from harness.models.registry import TaskInfo, get_adapter
 from harness.record import CellRecord, now
 from harness.tasks.data import Examples, TaskData, load_task_data
-from harness.tasks.metrics import compute_metrics, two_class_misfit
+from harness.tasks.metrics import compute_metrics, split_metric_key, two_class_misfit
 from harness.trackers import machine, speed, work
 from harness.trackers.memory import MemoryTracker
 from harness.train import TrainStats, cpu_bf16_training, predict, to_predictions, train
@@ -104,6 +105,7 @@ def run_cell(
         model, stats = train_phase(spec, inputs, device, record, on_progress)
     with memory.phase("inference"):
         evaluation = evaluate_phase(spec, inputs, model, device, stats.epochs_run, on_progress)
+        record.probes = probe_phase(spec, inputs, model, device)
     eager_memory(evaluation.eager, memory)
     measure_phase(record, model, inputs)
 
@@ -240,6 +242,41 @@ def evaluate_phase(
         max_abs_diff=0.0,
     )
     return Evaluation(metrics, frames, eager)
+
+
+def probe_phase(spec: CellSpec, inputs: CellInputs, model: torch.nn.Module, device: torch.device) -> dict:
+    """The suite's probes on perturbed copies of up to `probe_rows` rows of the primary split
+    (`harness/probes.py`), and the worst case over the label-keeping ones (classification)."""
+    if not spec.probes:
+        return {}
+    settings, task = spec.training, spec.task
+    split = split_metric_key(task.primary_metric)[1]
+    name = next((n for n, s in task.splits.eval_splits().items() if s == split), next(iter(inputs.data.eval)))
+    sample = probes.probe_sample(inputs.data.eval[name], spec.probe_rows)
+
+    def outputs(rows: Examples) -> np.ndarray:
+        encoded = encode(inputs.tokenizer, rows, settings.max_seq_length, settings.truncation_side)
+        return predict(model, encoded, settings.eval_batch_size, device, settings.amp)
+
+    clean = outputs(sample)
+    results, keeping = {}, []
+    for probe in spec.probes:
+        reason = probes.applies(probe.name, task.is_pair, inputs.data.label_names)
+        if reason:
+            results[probe.name] = probes.ProbeResult("skipped", reason)
+            continue
+        rate = probe.rate if probe.rate is not None else probes.DEFAULT_RATES.get(probe.name, 1.0)
+        perturbed = probes.perturbed_rows(probe.name, sample, spec.seed, rate)
+        out = outputs(perturbed)
+        results[probe.name] = probes.score_probe(
+            probe.name, rate, sample, perturbed, clean, out, task.metrics
+        )
+        if probe.name in probes.LABEL_KEEPING:
+            keeping.append(out)
+    if keeping and clean.ndim == 2:
+        worst = probes.worst_case(sample.labels, clean, keeping)
+        results["worst-case"] = probes.ProbeResult("ok", rows=len(sample), metrics={"accuracy": worst})
+    return {probe: asdict(result) for probe, result in results.items()}
 
 
 def eager_memory(eager: BackendResult, memory: MemoryTracker) -> None:

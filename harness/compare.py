@@ -105,8 +105,7 @@ def save_baseline(records: pd.DataFrame, path: Path) -> None:
     keep += ["config_hash", "status", "metrics"]
     keep += [c.column for c in COST_METRICS] + list(HARDWARE_KEYS)
     keep += ["git_commit", "code_hash", "versions"]
-    if "deployed" in records:
-        keep.append("deployed")
+    keep += [column for column in ("deployed", "probes") if column in records]
     rows = records[keep].to_dict(orient="records")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(strict_json.dumps({"format": BASELINE_FORMAT, "records": rows}, indent=1))
@@ -142,20 +141,36 @@ def load_side(side: str, store_path: Path) -> pd.DataFrame:
             frame = store.records([side])
         finally:
             store.close()
-    return with_deployed(fill_variants(frame[frame["status"] == "ok"].reset_index(drop=True)))
+    return with_derived(fill_variants(frame[frame["status"] == "ok"].reset_index(drop=True)))
 
 
-def with_deployed(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each deployment backend's figures as metrics of their own: `accuracy@int8` beside
-    `accuracy`, and cost columns such as `infer_examples_per_s@onnx`, so that a backend that
-    gets slower or less accurate is a regression like any other."""
-    if "deployed" not in frame or frame.empty:
+def probe_metrics(probes: dict | None) -> dict[str, float]:
+    """A cell's probe figures as metrics: `accuracy@typos`, `invariance@typos` (%),
+    `moved@negation` (%), `accuracy@worst-case`."""
+    found: dict[str, float] = {}
+    for probe, result in (probes or {}).items():
+        if not isinstance(result, dict) or result.get("status") != "ok":
+            continue
+        found.update({f"{name}@{probe}": value for name, value in (result.get("metrics") or {}).items()})
+        for figure in ("invariance", "moved"):
+            if result.get(figure) is not None:
+                found[f"{figure}@{probe}"] = result[figure]
+    return found
+
+
+def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each deployment backend's figures and each probe's as metrics of their own:
+    `accuracy@int8` and `accuracy@typos` beside `accuracy`, and cost columns such as
+    `infer_examples_per_s@onnx`, so that a backend that gets slower or less accurate, or a model
+    that gets less robust, is a regression like any other."""
+    if frame.empty or ("deployed" not in frame and "probes" not in frame):
         return frame
     frame = frame.copy()
     metrics, extra = [], []
     for row in frame.itertuples():
         mine, costs = dict(row.metrics), {}
-        for backend, result in (row.deployed or {}).items():
+        mine.update(probe_metrics(getattr(row, "probes", None)))
+        for backend, result in (getattr(row, "deployed", None) or {}).items():
             if backend == "eager" or not isinstance(result, dict) or result.get("status") != "ok":
                 continue
             mine.update({f"{name}@{backend}": value for name, value in (result.get("metrics") or {}).items()})

@@ -448,6 +448,17 @@ class SpeedSettings(Strict):
     )
 
 
+PROBE_NAMES = ("typos", "lowercase", "punctuation", "contractions", "names", "negation")  # harness/probes.py
+
+
+class ProbeSpec(Strict):
+    """A robustness probe after evaluation (harness/probes.py); `rate`: the share of the words or
+    marks it perturbs, where it has one (typos 0.1, punctuation 1.0)."""
+
+    name: Literal[PROBE_NAMES]  # type: ignore[valid-type]
+    rate: float | None = Field(default=None, ge=0, le=1)
+
+
 class CompareSettings(Strict):
     """How `harness compare` judges this suite's runs (see harness/compare.py)."""
 
@@ -497,6 +508,22 @@ class Suite(Strict):
         "the fastest counts (2: eager brackets the others, so drift cannot inflate a speed-up)",
     )
     speed: SpeedSettings = SpeedSettings()
+    probes: list[ProbeSpec] = Field(
+        default_factory=list, description="robustness probes after evaluation: names, or {name, rate}"
+    )
+    probe_rows: int = Field(default=2000, ge=1, description="evaluation rows each probe perturbs, at most")
+
+    @field_validator("probes", mode="before")
+    @classmethod
+    def _probe_names(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        probes = [{"name": item} if isinstance(item, str) else item for item in value]
+        names = [probe.get("name") for probe in probes if isinstance(probe, dict)]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"probe(s) {repeated} listed twice: each probe runs once per cell, at one rate")
+        return probes
 
     @field_validator("deploy")
     @classmethod
@@ -566,6 +593,8 @@ class CellSpec(Strict):
     deploy_tolerance: float = 1.0
     deploy_windows: int = 2
     speed: SpeedSettings = SpeedSettings()
+    probes: list[ProbeSpec] = Field(default_factory=list)
+    probe_rows: int = 2000
     train_size: TrainSize | None = Field(
         default=None, description="a learning curve's point: rows, or `full`; None: not on a curve"
     )
@@ -606,6 +635,9 @@ class CellSpec(Strict):
         for name in HASHED_WHEN_SET:
             if payload.get(name) in (None, False):
                 payload.pop(name, None)
+        if not payload["probes"]:  # added later: hashed only when asked for
+            payload.pop("probes")
+            payload.pop("probe_rows")
         if not payload["model"].get("task_params"):  # added later: hashed only when set
             payload["model"].pop("task_params", None)
         payload["model"].pop("counterparts", None)  # for the report only

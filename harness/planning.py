@@ -231,6 +231,8 @@ def expand_cells(
                             deploy_tolerance=suite.deploy_tolerance,
                             deploy_windows=suite.deploy_windows,
                             speed=suite.speed,
+                            probes=suite.probes,
+                            probe_rows=suite.probe_rows,
                             train_size=size,
                             sweep_point=flat_point(point),
                             holdout=swept,

@@ -88,6 +88,9 @@ class CellRecord:
     flops_tokens: int | None = None  # the token count flops_per_example is for
     # deployment: backend → {status, reason, metrics, infer_examples_per_s, latency, peak_mb, size_mb, ...}
     deployed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # robustness probes: probe (or "worst-case") → {status, reason, rate, rows, changed, metrics,
+    # clean_metrics, invariance, moved}; see harness/probes.py
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)
     # provenance
     device: str | None = None
     device_name: str | None = None

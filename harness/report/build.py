@@ -44,6 +44,7 @@ from harness.report.leader import (
 )
 from harness.report.plots import colours, pareto_front, task_figures
 from harness.report.references import Reference
+from harness.report.robustness import RobustnessTable, robustness_figure, robustness_table
 from harness.report.scores import (
     Entry,
     GroupScore,
@@ -171,6 +172,7 @@ class TaskSection:
     gaps: list[Gap] = field(default_factory=list)  # ours against the published numbers we stand for
     examples: TaskExamples | None = None  # classification: confusion matrices, where models differ
     slices: SliceTable | None = None  # each model's primary metric on slices of the evaluation rows
+    robustness: RobustnessTable | None = None  # the suite's probes, per model
 
 
 @dataclass
@@ -576,6 +578,13 @@ def build_report(
             split = split_metric_key(primary)[1]
             section.examples = task_examples(task_entries, load_predictions, rows, split, names)
         section.slices = task_slices(task_entries, load_predictions, rows, alpha, resamples)
+        ranked_models = [entry.model for entry in task_entries]
+        section.robustness = robustness_table(shown[shown["task"] == name], ranked_models, primary)
+        if section.robustness is not None:
+            figure = robustness_figure(fact.title, section.robustness, colour_of)
+            if figure is not None:
+                figures[f"fig-{index}-robustness"] = figure
+                section.figures["robustness"] = f"fig-{index}-robustness"
         sections.append(section)
         for entry in task_entries:
             if entry.mixed_configs:
