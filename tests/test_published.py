@@ -40,3 +40,19 @@ def test_the_leaderboard_trains_the_recipes_its_holdout_chose():
             assert used == value, f"{cell.cell_id}: {name} = {used}, the holdout chose {value}"
             checked += 1
     assert checked >= len(cells)  # every cell has at least one chosen value
+
+
+def test_the_why_suite_trains_the_leaderboards_cells_with_probes_added():
+    """suites/why.yaml repeats the leaderboard's SST-2 and IMDb cells: the same config hash once its
+    probes are taken away, so its figures stand beside the leaderboard's."""
+    why_path, board_path = ROOT / "suites" / "why.yaml", ROOT / "suites" / "leaderboard.yaml"
+    why = {cell.cell_id: cell for cell in expand_cells(load_suite(why_path), why_path)}
+    board = {cell.cell_id: cell for cell in expand_cells(load_suite(board_path), board_path)}
+    assert why and set(why) <= set(board)
+    assert {cell.task.name for cell in why.values()} == {"sst2", "imdb"} and len(why) == 2 * 4 * 3
+    for cell_id, cell in why.items():
+        assert [probe.name for probe in cell.probes] == [
+            "typos", "lowercase", "punctuation", "contractions", "names", "negation"
+        ]  # fmt: skip
+        plain = cell.model_copy(update={"probes": [], "deploy": board[cell_id].deploy})
+        assert plain.config_hash == board[cell_id].config_hash, cell_id
