@@ -105,7 +105,9 @@ def run_cell(
         model, stats = train_phase(spec, inputs, device, record, on_progress)
     with memory.phase("inference"):
         evaluation = evaluate_phase(spec, inputs, model, device, stats.epochs_run, on_progress)
+        probing = time.perf_counter()
         record.probes = probe_phase(spec, inputs, model, device)
+        record.probe_seconds = time.perf_counter() - probing if spec.probes else None
     eager_memory(evaluation.eager, memory)
     measure_phase(record, model, inputs)
 

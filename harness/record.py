@@ -91,6 +91,7 @@ class CellRecord:
     # robustness probes: probe (or "worst-case") → {status, reason, rate, rows, changed, metrics,
     # clean_metrics, invariance, moved}; see harness/probes.py
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    probe_seconds: float | None = None  # the probe phase's time (perturbing, encoding, predicting)
     # provenance
     device: str | None = None
     device_name: str | None = None

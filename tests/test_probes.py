@@ -81,6 +81,7 @@ def test_a_score_task_keeps_its_metric_and_says_invariance_needs_classes(data_di
     assert typos["rows"] == 300 and set(typos["metrics"]) == {"pearson", "spearmanr"}
     assert typos["invariance"] is None and "score" in typos["reason"]
     assert "worst-case" not in record.probes
+    assert 0 < record.probe_seconds < record.wall_seconds
 
 
 def test_probe_figures_are_metrics_for_compare_and_a_table_for_the_report(mrpc):
