@@ -13,7 +13,7 @@ import pytest
 from conftest import harness
 from scipy import stats
 
-from harness.config import CellSpec, ModelSpec, TrainingSettings
+from harness.config import CellSpec, ModelSpec, ProbeSpec, TrainingSettings
 from harness.errors import InputError
 from harness.report.references import BUILTIN_REFERENCES, load_references
 from harness.report.scores import group_scores, score_over
@@ -22,6 +22,7 @@ from harness.store import Store, load_records
 from harness.tasks.registry import BUILTIN_DIR, builtin_task, load_group
 
 EVIL = "<img src=x onerror=alert(1)>"
+PROBES = [ProbeSpec(name="typos", rate=0.3), ProbeSpec(name="negation")]
 GLUE = load_group(BUILTIN_DIR / "groups" / "glue.yaml")
 TASKS = ("sst2", "mrpc", "stsb")
 SEEDS = (0, 1)
@@ -79,6 +80,8 @@ def store_path(tmp_path_factory, data_dir) -> Path:
                         data_dir=str(data_dir),
                         group=GLUE,
                         task_order=order,  # as planning numbers the suite's tasks
+                        probes=PROBES,
+                        probe_rows=60,
                     )
                     result = run_cell(spec, "run-tiny")
                     store.write_cell(result.record, result.predictions)
@@ -95,10 +98,12 @@ def report_dir(store_path, tmp_path_factory) -> Path:
     result = harness("report", "run-tiny", "--store", str(store_path), "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     assert (out / "leaderboard.md").is_file() and (out / "index.html").is_file()
-    kinds = {"sst2": ("params", "throughput", "reliability"), "mrpc": ("params", "throughput", "reliability")}
+    kinds = {"sst2": ("reliability",), "mrpc": ("reliability",)}  # STS-B, a regression, has none
     assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(
-        f"{task}-{kind}.json" for task in TASKS for kind in kinds.get(task, ("params", "throughput"))
-    )  # STS-B is a regression: no reliability diagram
+        f"{task}-{kind}.json"
+        for task in TASKS
+        for kind in ("params", "throughput", "robustness", *kinds.get(task, ()))
+    )
     return out
 
 
@@ -546,6 +551,19 @@ def test_where_two_models_differ_counts_mcnemars_discordant_cells(store_path):
             gaps = [row.gap for row in pair.rows]
             assert gaps == sorted(gaps, reverse=True)
             assert all(len(row.text) <= 300 and row.example_id for row in pair.rows)
+    said = " ".join(section.findings)  # the sentences quote the tables' own figures
+    assert (
+        f"{first.model_a} is right on {first.a_only:,} rows and {first.model_b} on {first.b_only:,}" in said
+    )
+    robustness = section.robustness
+    assert robustness.probes == ["typos", "negation"] and robustness.rows == 60
+    for model in robustness.models:
+        typos = robustness.cells[model]["typos"]
+        assert typos.change.n == len(SEEDS) and typos.invariance.mean <= 100
+        assert robustness.cells[model]["negation"].moved is not None
+        assert f"{model}: " in said  # its costliest probe and worst case
+    mrpc = next(t for t in report.tasks if t.name == "mrpc").robustness
+    assert all("pair" in mrpc.cells[model]["negation"].reason for model in mrpc.models)
     slices = section.slices  # on the same rows: the two labels' slices hold every row of each model
     assert slices.notes == [] and {"label: negative", "label: positive"} <= set(slices.names)
     for model in slices.models:

@@ -32,6 +32,7 @@ from harness.report.curves import (
 )
 from harness.report.deployed import DeployedTable, deployed_figure, deployed_table
 from harness.report.examples import TaskExamples, task_examples
+from harness.report.findings import task_findings
 from harness.report.gaps import TOLERANCE, Gap, task_gaps
 from harness.report.leader import (
     LeaderTest,
@@ -173,6 +174,7 @@ class TaskSection:
     examples: TaskExamples | None = None  # classification: confusion matrices, where models differ
     slices: SliceTable | None = None  # each model's primary metric on slices of the evaluation rows
     robustness: RobustnessTable | None = None  # the suite's probes, per model
+    findings: list[str] = field(default_factory=list)  # what the tables above say, in sentences
 
 
 @dataclass
@@ -585,6 +587,7 @@ def build_report(
             if figure is not None:
                 figures[f"fig-{index}-robustness"] = figure
                 section.figures["robustness"] = f"fig-{index}-robustness"
+        section.findings = task_findings(section.examples, section.slices, section.robustness, ranked_models)
         sections.append(section)
         for entry in task_entries:
             if entry.mixed_configs:
