@@ -562,6 +562,7 @@ def test_where_two_models_differ_counts_mcnemars_discordant_cells(store_path):
         assert typos.change.n == len(SEEDS) and typos.invariance.mean <= 100
         assert robustness.cells[model]["negation"].moved is not None
         assert f"{model}: " in said  # its costliest probe and worst case
+    assert "predicts a score" in next(t for t in report.tasks if t.name == "stsb").examples.note
     mrpc = next(t for t in report.tasks if t.name == "mrpc").robustness
     assert all("pair" in mrpc.cells[model]["negation"].reason for model in mrpc.models)
     slices = section.slices  # on the same rows: the two labels' slices hold every row of each model

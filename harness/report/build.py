@@ -579,6 +579,11 @@ def build_report(
             names = next((n for n in shown.loc[shown["task"] == name, "label_names"] if n), None)
             split = split_metric_key(primary)[1]
             section.examples = task_examples(task_entries, load_predictions, rows, split, names)
+        else:
+            section.examples = TaskExamples(
+                note="confusion matrices and right-or-wrong rows need classes; this task predicts a score "
+                "(its rows are in `harness export RUN --samples`)"
+            )
         section.slices = task_slices(task_entries, load_predictions, rows, alpha, resamples)
         ranked_models = [entry.model for entry in task_entries]
         section.robustness = robustness_table(shown[shown["task"] == name], ranked_models, primary)
