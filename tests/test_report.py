@@ -510,6 +510,11 @@ def test_samples_export_every_row_with_a_stable_id_and_reads_back(store_path, tm
     stsb = samples[samples.task == "stsb"]
     assert stsb["score"].notna().all() and "probabilities" not in stsb.dropna(axis=1, how="all")
 
+    missing = harness(
+        "export", "run-tiny", "--samples", "--data-dir", str(tmp_path / "nowhere"), "--store", str(store_path)
+    )
+    assert missing.returncode == 2 and "--data-dir is not a folder" in missing.stderr, missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
     bad = tmp_path / "old.jsonl"
     bad.write_text(out.read_text().replace('"version": 1', '"version": 99', 1))
     with pytest.raises(InputError, match="version 99"):

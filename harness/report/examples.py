@@ -6,8 +6,8 @@ argmax of the seeds' mean probabilities (from the stored logits), or the most co
 class without them. "Where they differ" lists the examples exactly one of the two ensembles gets
 right, so its two counts are McNemar's discordant cells, and its p-value McNemar's exact test on
 them. Each row shows both ensembles' probability of the gold label; the gap between them sorts
-the rows. The texts come from the task's data (`harness/samples.py`); without it the rows show
-their example ids only where the predictions carry them, and the report says why.
+the rows. The texts and example ids come from the task's data (`harness/samples.py`); without
+it a row is named by its split and row id, and the report says why.
 """
 
 from __future__ import annotations
