@@ -1,11 +1,12 @@
 """Does anything survive a typo? Each model's probe figures (`harness/probes.py`), pooled over seeds.
 
-Per model and probe: the primary metric on the perturbed rows and its change against the same
-rows clean, the invariance rate (% of rows whose predicted class stayed), and for `negation` the %
-of changed rows that moved the right way; per model the worst-case accuracy over the label-keeping
-probes (HELM's: right clean and under every probe). Each figure is the mean over seeds with a
-95% t-interval. A probe that does not apply to the task (negation on pairs, say) shows its reason.
-The figure draws the change of the metric per probe, a bar per model.
+Per model and probe: the share of rows whose text it changed, the primary metric on the
+perturbed rows and its change against the same rows clean, the invariance rate (% of rows whose
+predicted class stayed), and for `negation` the % of changed rows that moved the right way; per
+model the worst-case accuracy over the label-keeping probes (HELM's: right clean and under every
+probe). Each figure is the mean over seeds with a 95% t-interval. A probe that does not apply to
+the task (negation on pairs, say) shows its reason. The figure draws the change of the metric per
+probe, a bar per model.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class ProbeCell:
     change: Estimate | None = None  # perturbed minus clean, on the same rows (points)
     invariance: Estimate | None = None  # %
     moved: Estimate | None = None  # negation: % of changed rows whose p(original label) fell
+    changed: Estimate | None = None  # % of rows whose text the probe changed
     reason: str = ""  # why the probe did not run
 
 
@@ -72,6 +74,7 @@ def robustness_table(records: pd.DataFrame, models: list[str], primary: str) -> 
                 _estimate(change),
                 _estimate([r.get("invariance") for r in ran]),
                 _estimate([r.get("moved") for r in ran]),
+                _estimate([r.get("changed") for r in ran]),
             )
         worst = [found["worst-case"]["metrics"].get("accuracy") for found in mine if "worst-case" in found]
         if worst:
