@@ -50,12 +50,13 @@ EXPANSIONS = {short: long for long, short in CONTRACTIONS.items()}
 NAMES = (
     "James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda", "William", "Elizabeth",
     "David", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen",
-    "Daniel", "Nancy", "Matthew", "Lisa", "Anthony", "Betty", "Mark", "Sandra", "Steven", "Ashley",
+    "Daniel", "Nancy", "Matthew", "Lisa", "Anthony", "Betty", "Laura", "Sandra", "Steven", "Ashley",
     "Paul", "Emily", "Andrew", "Donna", "Kevin", "Michelle", "Brian", "Carol", "George", "Amanda",
 )  # fmt: skip
 WORD = re.compile(r"[A-Za-z]{4,}")
 PUNCTUATION = re.compile(r"\s?[.,!?;:]")
-NAME = re.compile(r"\b(" + "|".join(NAMES) + r")\b", re.IGNORECASE)  # SST-2 is lowercased
+# case-insensitive, as SST-2 is lowercased: no name on the list is also a common English word
+NAME = re.compile(r"\b(" + "|".join(NAMES) + r")\b", re.IGNORECASE)
 
 
 def _contracted(short: str) -> str:
@@ -68,6 +69,7 @@ SHORT = re.compile(r"\b(?:" + "|".join(_contracted(s) for s in EXPANSIONS) + r")
 LONG = re.compile(r"\b(?:" + "|".join(CONTRACTIONS) + r")\b", re.IGNORECASE)
 NEGATED = re.compile(r"\b(\w+)\s?n't\b|\b(not|never)\s", re.IGNORECASE)
 AUXILIARY = re.compile(r"\b(is|was|are|were)\b", re.IGNORECASE)
+UNCONTRACTED = {"ca": "can", "wo": "will", "sha": "shall"}  # the verb of "can't", "won't", "shan't"
 
 
 @dataclass
@@ -126,7 +128,8 @@ def _negation(text: str, rng: random.Random, rate: float) -> str:
     without one, negate the first "is/was/are/were"."""
     negated = NEGATED.search(text)
     if negated is not None:
-        kept = negated.group(1) or ""  # the verb of "isn't"
+        verb = negated.group(1) or ""  # the verb of "isn't"
+        kept = UNCONTRACTED.get(verb.lower(), verb) if verb else ""
         return text[: negated.start()] + kept + text[negated.end() :]
     auxiliary = AUXILIARY.search(text)
     return text if auxiliary is None else text[: auxiliary.end()] + " not" + text[auxiliary.end() :]

@@ -55,6 +55,7 @@ def test_a_perturbation_is_the_same_for_the_same_seed_and_row_and_keeps_the_row(
     assert perturb("contractions", "I do not know", 0, 1, 1.0) == "I don't know"
     assert perturb("negation", "the film is great", 0, 1, 1.0) == "the film is not great"
     assert perturb("negation", "the film is n't great", 0, 1, 1.0) == "the film is great"
+    assert perturb("negation", "I can't stop watching", 0, 1, 1.0) == "I can stop watching"
     sample = probe_sample(rows, 50)
     assert len(sample) == 50 and (probe_sample(rows, 50).row_ids == sample.row_ids).all()
 
