@@ -28,7 +28,7 @@ from harness.deploy.capabilities import capabilities
 from harness.deploy.phase import BackendResult, deploy_phase, warm_up
 from harness.events import Progress
 from harness.fingerprint import code_fingerprint, combined, vocabulary_hash
-from harness.models.registry import TaskInfo, get_adapter
+from harness.models.registry import FittedAdapter, TaskInfo, get_adapter
 from harness.record import CellRecord, now
 from harness.tasks.data import Examples, TaskData, load_task_data
 from harness.tasks.metrics import compute_metrics, split_metric_key, two_class_misfit
@@ -175,7 +175,8 @@ def train_phase(
     record: CellRecord,
     on_progress: Callable[[Progress], None],
 ) -> tuple[torch.nn.Module, TrainStats]:
-    """The model built from the cell's seed and trained; early stopping scores the holdout."""
+    """The model built from the cell's seed and trained (a fitted adapter's: fitted); early
+    stopping scores the holdout."""
     settings, task = spec.training, spec.task
     seed_everything(spec.seed)
     info = TaskInfo(
@@ -185,7 +186,13 @@ def train_phase(
         vocab_size=len(inputs.tokenizer),
         pad_token_id=inputs.tokenizer.pad_token_id,
     )
-    model = get_adapter(spec.model).build(info).to(device)
+    adapter = get_adapter(spec.model)
+    if isinstance(adapter, FittedAdapter):
+        model = adapter.build(info)
+        on_progress(Progress("train", 1, 1, 0, 1))
+        stats = adapter.fit(model, inputs.train, spec.seed)  # on the CPU, as scikit-learn fits
+        return model.to(device), stats
+    model = adapter.build(info).to(device)
 
     def score_holdout(trained: torch.nn.Module) -> float:
         outputs = predict(trained, inputs.holdout, settings.eval_batch_size, device, settings.amp)

@@ -454,7 +454,7 @@ def profile(
 
     import torch
 
-    from harness.models.registry import load_adapters
+    from harness.models.registry import FittedAdapter, load_adapters
     from harness.profile import (
         exponents,
         measure_peaks,
@@ -470,6 +470,13 @@ def profile(
     unknown = [name for name in names if name not in known]
     if not names or unknown:
         raise InputError("--models", f"unknown adapter(s) {unknown}", f"use some of {', '.join(known)}")
+    fitted = [name for name in names if issubclass(known[name], FittedAdapter)]
+    if fitted:
+        raise InputError(
+            "--models",
+            f"{', '.join(fitted)} is fitted in one call, not trained by steps: it has no step to profile",
+            "profile the trained models; a fitted model's cost is its cell's fit seconds",
+        )
     lengths = _int_list(seq_lens, "--seq-lens")
     try:
         model_params = json.loads(params) if params else {}

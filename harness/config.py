@@ -413,6 +413,9 @@ class ModelSpec(Strict):
         description="adapter parameter overrides for this model on one task: {mrpc: {dropout: 0.3}}",
     )
     sweep: SweepSpec | None = Field(default=None, description="a grid of params and training settings")
+    tasks: list[str] | None = Field(
+        default=None, description="the suite's tasks this model runs on (default: all of them)"
+    )
     counterparts: dict[str, str | dict[str, str]] = Field(
         default_factory=dict,
         description="published models this one stands for (their names in the references) → why a "
@@ -641,6 +644,7 @@ class CellSpec(Strict):
         if not payload["model"].get("task_params"):  # added later: hashed only when set
             payload["model"].pop("task_params", None)
         payload["model"].pop("counterparts", None)  # for the report only
+        payload["model"].pop("tasks", None)  # which cells exist, not what one computes
         payload["model"].pop("sweep", None)  # the grid: a point is its own values, so a grid that
         # grows keeps the finished points' hashes (and `--resume` skips them)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())

@@ -148,6 +148,40 @@ def check_training_rows(
         )
 
 
+def model_seeds(model: ModelSpec, seeds: list[int]) -> list[int]:
+    """The suite's seeds, or only its first for a model whose fit the seed does not change."""
+    from harness.models.registry import load_adapters
+
+    return seeds if load_adapters()[model.adapter].seeded else seeds[:1]
+
+
+def check_fitted(model: ModelSpec, training: TrainingSettings, suite_path: Path, where: str) -> None:
+    """A fitted model (scikit-learn's way) has no epochs to stop early between."""
+    from harness.models.registry import FittedAdapter, load_adapters
+
+    fitted = issubclass(load_adapters()[model.adapter], FittedAdapter)
+    if fitted and training.early_stopping_patience is not None:
+        raise InputError(
+            suite_path,
+            f"{model.adapter} is fitted in one call, not trained by epochs: early stopping does not apply",
+            "set early_stopping_patience for the trained models only (in their own training:)",
+            f"{where}.training.early_stopping_patience",
+        )
+
+
+def check_task_fits(model: ModelSpec, task: TaskSpec, suite_path: Path, where: str) -> None:
+    from harness.models.registry import get_adapter
+
+    reason = get_adapter(model).unsupported_task(task)
+    if reason is not None:
+        raise InputError(
+            suite_path,
+            f"{model.display_label} cannot run on task {task.name}: {reason}",
+            f"list this model's tasks without {task.name} (tasks: [...]), or change its params",
+            f"{where}.tasks",
+        )
+
+
 def flat_point(point: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
     return None if point is None else {**point["params"], **point["training"]}
 
@@ -179,8 +213,8 @@ def expand_cells(
     ]
     task_names = {task.name for task in tasks}
     for index, model in enumerate(models):
-        for key in ("task_training", "task_params"):
-            for name in getattr(model, key):
+        for key in ("task_training", "task_params", "tasks"):
+            for name in getattr(model, key) or ():
                 if name not in task_names:
                     raise InputError(
                         suite_path,
@@ -194,6 +228,8 @@ def expand_cells(
         task_training = merged_training(suite.training, ref.training, suite_path, f"tasks.{t_index}.training")
         sizes = ref.train_sizes or suite.train_sizes or [None]
         for m_index, model in enumerate(models):
+            if model.tasks is not None and task.name not in model.tasks:
+                continue
             where = f"models.{m_index}"
             on_task = model_on_task(model, task.name, suite_path, where)
             for point_model, point in sweep_points(on_task, suite_path, where):
@@ -209,12 +245,14 @@ def expand_cells(
                     suite_path,
                     f"{where}.task_training.{task.name}" if not point else f"{where}.sweep.training",
                 )
+                check_fitted(point_model, training, suite_path, where)
+                check_task_fits(point_model, task, suite_path, where)
                 for size in sizes:
                     sized = curve_training(training, size, ref.curve_min_steps or suite.curve_min_steps)
                     if train_size_value(size) is not None or swept or sized.early_stopping_patience:
                         rows = train_rows(task)
                         check_training_rows(task, rows, ref, t_index, size, sized, swept, suite_path)
-                    for s_index, seed in enumerate(suite.seeds):
+                    for s_index, seed in enumerate(model_seeds(point_model, suite.seeds)):
                         spec = CellSpec(
                             suite=suite.name,
                             task=task,

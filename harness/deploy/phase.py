@@ -11,7 +11,7 @@ the deployed artefact, the activations; the same for every backend, in any order
 
 For each backend, in order:
 1. skip it, with its reason and without a process, where this machine cannot run it
-   (`unsupported_reason`);
+   (`unsupported_reason`) or the model cannot take it (`model_unsupported`);
 2. prepare it (export, quantize, compile); one that breaks, or kills its process, is `failed`
    with its error: never a 0, never a crash of the cell;
 3. warm up on the largest and the smallest batch (for `compile` this is where compilation
@@ -211,6 +211,13 @@ def serve_backend(
     )
 
 
+def model_unsupported(model: nn.Module, backend: str) -> str | None:
+    """Why this model cannot be served by `backend`, where its module says so
+    (`backend_unsupported`, e.g. the fitted sparse `tfidf` model: eager only)."""
+    says = getattr(model, "backend_unsupported", None)
+    return None if says is None else says(backend)
+
+
 def deploy_phase(
     model: nn.Module,
     eval_enc: dict[str, Encoded],
@@ -249,7 +256,7 @@ def deploy_phase(
             return outcome
 
         for name in ["eager", *(name for name in backends if name != "eager")]:
-            reason = unsupported_reason(name, device)
+            reason = unsupported_reason(name, device) or model_unsupported(model, name)
             if reason is not None:
                 results[name] = BackendResult("skipped", reason=reason)
                 continue

@@ -31,8 +31,10 @@ from harness.errors import InputError
 if TYPE_CHECKING:
     from torch import nn
 
-    from harness.config import ModelSpec, TrainingSettings
+    from harness.batching import Encoded
+    from harness.config import ModelSpec, TaskSpec, TrainingSettings
     from harness.tasks.data import Examples
+    from harness.train import TrainStats
 
 ENTRY_POINT_GROUP = "harness.models"
 BUILTIN_MODULES = (
@@ -40,6 +42,7 @@ BUILTIN_MODULES = (
     "harness.models.rnn",
     "harness.models.transformer",
     "harness.models.hf",
+    "harness.models.tfidf",
 )
 
 _ADAPTERS: dict[str, type[Adapter]] = {}
@@ -62,6 +65,7 @@ class Adapter(ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
+    seeded: ClassVar[bool] = True  # False: the seed changes nothing, so a suite runs one of its seeds
 
     def __init__(self, params: BaseModel):
         self.params = params
@@ -71,6 +75,10 @@ class Adapter(ABC):
     def description(cls) -> str:
         return (cls.__doc__ or "").strip().splitlines()[0]
 
+    def unsupported_task(self, task: TaskSpec) -> str | None:
+        """Why this model cannot run on `task` (checked while planning), or None."""
+        return None
+
     @abstractmethod
     def tokenizer(self, train: Examples, training: TrainingSettings):
         """A `transformers` tokenizer (fast) for this model, given the task's training rows."""
@@ -79,6 +87,17 @@ class Adapter(ABC):
     def build(self, info: TaskInfo) -> nn.Module:
         """A module mapping a batch dict (`input_ids`, `attention_mask`, `token_type_ids`) to
         logits of shape (B, num_labels), or scores of shape (B,) for regression."""
+
+
+class FittedAdapter(Adapter):
+    """A model fitted in one call (scikit-learn's way), not trained by optimizer steps: the cell
+    builds it, calls `fit` where others train, then evaluates and measures it like any model.
+    Training settings of the step loop (learning rate, epochs, batches, AMP, early stopping)
+    do not apply to it."""
+
+    @abstractmethod
+    def fit(self, model: nn.Module, train: Encoded, seed: int) -> TrainStats:
+        """Fit `model` (as `build` made it, on the CPU) to the training rows, in place."""
 
 
 def register_adapter(name: str):

@@ -41,11 +41,17 @@ class FlopsFigure:
 def forward_flops(model: nn.Module, data: Encoded) -> FlopsFigure:
     """Forward FLOPs of one example of the split's representative length, from the model's own
     analytic formula (`model.flops(tokens)`, beside its module): the same figure on every device.
+    A model whose work depends on the tokens themselves (the sparse `tfidf` model: one product
+    per distinct n-gram it knows) counts it on the split's representative row (`row_flops`).
 
     A model without a formula (another package's adapter) is counted by torch's FLOP counter on
     the CPU, which sees matrix products and convolutions but not fused attention or recurrent
     kernels; the record's notes say so."""
     tokens = representative_length(data)
+    of_row = getattr(model, "row_flops", None)  # a model whose work depends on which tokens, not how many
+    if of_row is not None:
+        row = int(np.flatnonzero(data.lengths == tokens)[0])
+        return FlopsFigure(float(of_row(collate(data, np.array([row])))), tokens)
     formula = getattr(model, "flops", None)
     if formula is not None:
         value = formula(tokens)
