@@ -409,8 +409,10 @@ class Store:
         for name in CellRecord.columns():  # an older store, read-only (not upgraded), lacks some
             if name not in frame:
                 frame[name] = None
-        for name, empty in JSON_FIELDS.items():
-            frame[name] = frame[name].map(lambda text, e=empty: json.loads(text or e))
+        for name, empty in JSON_FIELDS.items():  # a missing value is None, or NaN in a str column
+            frame[name] = frame[name].map(
+                lambda text, e=empty: json.loads(text if isinstance(text, str) and text else e)
+            )
         # metrics are stored as strict JSON (an undefined value as null); NaN again in memory
         frame["metrics"] = frame["metrics"].map(
             lambda metrics: {k: float("nan") if v is None else v for k, v in metrics.items()}
