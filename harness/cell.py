@@ -191,6 +191,8 @@ def train_phase(
         model = adapter.build(info)
         on_progress(Progress("train", 1, 1, 0, 1))
         stats = adapter.fit(model, inputs.train, spec.seed)  # on the CPU, as scikit-learn fits
+        if not adapter.seeded:
+            record.notes.append("the fit has no randomness: this cell stands for every seed of the suite")
         return model.to(device), stats
     model = adapter.build(info).to(device)
 

@@ -579,3 +579,59 @@ def report(
     )
     pages = ", ".join(str(path) for path in written if path.suffix != ".json")
     console.print(f"report of {', '.join(used)}: {pages}")
+
+
+@app.command()
+@user_errors
+def pick(
+    run_ids: list[str] = typer.Argument(None, help="run ids (default: the latest run, or all of --suite)"),
+    task: str = typer.Option(..., "--task", help="the task to choose a model for"),
+    max_p95_ms: float = typer.Option(None, "--max-p95-ms", min=0, help="p95 latency of one example"),
+    batch: int = typer.Option(1, "--batch", min=1, help="the batch the latency bound is for (1: recorded)"),
+    max_memory_mb: float = typer.Option(None, "--max-memory-mb", min=0, help="the serving process's peak"),
+    max_drop: float = typer.Option(
+        None, "--max-drop", min=0, help="points of the primary metric a backend may lose against eager"
+    ),
+    min_score: float = typer.Option(None, "--min-score", help="the primary metric's floor (percent)"),
+    machine: str = typer.Option(
+        None, "--machine", help="read latency and memory of this machine (a part of its name)"
+    ),
+    suite: str = typer.Option(None, "--suite", help="every run of this suite (by name)"),
+    store: Path = STORE_OPTION,
+) -> None:
+    """The best (variant, backend) of a task that meets every bound, the runner-up and the front."""
+    from harness.pick import Bounds
+    from harness.pick import pick as choose
+    from harness.report import selected_records
+    from harness.store import Store
+    from harness.tables import pick_table
+
+    if batch != 1:
+        raise InputError(
+            "--batch",
+            f"latency is recorded for one example at a time, not for batches of {batch}",
+            "use --batch 1; throughput at the suite's eval batch size is in the report",
+        )
+    bounds = Bounds(max_p95_ms, max_memory_mb, max_drop, min_score)
+    with Store(store, create=False, read_only=True) as db:
+        records = selected_records(db, run_ids or [], suite)
+    try:
+        picked = choose(records, task, bounds, machine)
+    except LookupError as error:
+        raise InputError("--machine" if machine else "--task", str(error), "see `harness show`") from None
+    console.print(f"{task} ({picked.metric}): latency and memory of {picked.machine}", highlight=False)
+    if picked.other_machines:
+        console.print(f"  also in these runs, not read: {'; '.join(picked.other_machines)} (--machine)")
+    console.print(pick_table(picked))
+    qualifying = picked.qualifying
+    if not qualifying:
+        worst, count = next(iter(picked.ruled_out().items()))
+        raise InputError(
+            worst,
+            f"no (variant, backend) of {task} meets every bound: {worst} rules out {count} of "
+            f"{len(picked.candidates)} ({', '.join(f'{b} {n}' for b, n in picked.ruled_out().items())})",
+            "loosen that bound, or measure more variants or backends (deploy: in the suite)",
+        )
+    console.print(f"picked: [bold]{qualifying[0].name}[/]", highlight=False)
+    if len(qualifying) > 1:
+        console.print(f"runner-up: {qualifying[1].name}", highlight=False)

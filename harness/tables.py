@@ -1,13 +1,17 @@
-"""Rich tables of records: what `harness run` ends with and what `harness show` prints."""
+"""Rich tables of records: what `harness run` ends with, what `harness show` and `harness pick` print."""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.table import Table
 
 from harness.config import with_point
+
+if TYPE_CHECKING:
+    from harness.pick import Picked
 
 
 def fmt(value, digits: int = 2) -> str:
@@ -80,5 +84,30 @@ def records_table(records: pd.DataFrame, title: str) -> Table:
             fmt(memory, 0),
             _si(_present(row, "params_total")),
             fmt(_present(row, "train_seconds"), 1),
+        )
+    return table
+
+
+def pick_table(picked: Picked) -> Table:
+    """`harness pick`: every served (variant, backend) of the task, best score first: its figures,
+    whether it is on the front, and the bounds it breaks."""
+    table = Table(title=f"{picked.task}: candidates on {picked.machine}", title_justify="left")
+    columns = ("variant", "backend", picked.metric, "drop", "p95 ms", "peak MB", "seeds", "front", "bounds")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("variant", "backend", "bounds") else "right")
+    front = {id(candidate) for candidate in picked.front}
+    for candidate in picked.candidates:
+        memory = fmt(candidate.memory_mb, 0)
+        memory += f" ({candidate.memory_kind})" if memory else ""
+        table.add_row(
+            candidate.variant,
+            candidate.backend,
+            fmt(candidate.score),
+            fmt(candidate.drop),
+            fmt(candidate.p95_ms),
+            memory,
+            str(candidate.seeds),
+            "★" if id(candidate) in front else "",
+            "meets all" if not candidate.broken else "breaks " + ", ".join(candidate.broken),
         )
     return table

@@ -170,6 +170,7 @@ def test_a_suite_fits_each_cell_once_and_every_consumer_reads_it(classical):
             assert row["metric.accuracy"] == pytest.approx(accuracy)
     sst2 = records.loc["sst2__tfidf__seed0"]
     assert sst2["metric.accuracy"] > 70 and sst2["epochs"] == 1 and sst2["steps"] > 1
+    assert any("stands for every seed" in note for note in sst2["notes"])
     deployed = sst2["deployed"]
     assert deployed["eager"]["status"] == "ok"
     assert deployed["eager"]["metrics"]["accuracy"] == pytest.approx(sst2["metric.accuracy"])

@@ -18,8 +18,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.store import Store
+
+
+def selected_records(db: Store, run_ids: Sequence[str], suite: str | None) -> pd.DataFrame:
+    """The records of `run_ids`, or of every run of `suite`, or of the latest run; a clear error
+    for a run id the store lacks, or when none of them finished a cell."""
+    for run_id in run_ids:
+        if not db.has_run(run_id):
+            raise InputError(db.path, f"no run {run_id!r}", "see `harness list runs`", "run_id")
+    if not run_ids and suite is None:
+        latest = db.latest_run()
+        if latest is None:
+            raise InputError(db.path, "the store has no runs", "run a suite first")
+        run_ids = [latest]
+    records = db.records(list(run_ids) or None, suite)
+    if records.empty or not (records["status"] == "ok").any():
+        what = f"suite {suite!r}" if suite else f"run(s) {', '.join(run_ids)}"
+        raise InputError(db.path, f"{what} has no finished (ok) cells", "pass other run ids or --suite")
+    return records
 
 
 def generate_report(
@@ -48,18 +72,7 @@ def generate_report(
 
     db = Store(store, create=False)
     try:
-        for run_id in run_ids:
-            if not db.has_run(run_id):
-                raise InputError(store, f"no run {run_id!r}", "see `harness list runs`", "run_id")
-        if not run_ids and suite is None:
-            latest = db.latest_run()
-            if latest is None:
-                raise InputError(store, "the store has no runs", "run a suite first")
-            run_ids = [latest]
-        records = db.records(list(run_ids) or None, suite)
-        if records.empty or not (records["status"] == "ok").any():
-            what = f"suite {suite!r}" if suite else f"run(s) {', '.join(run_ids)}"
-            raise InputError(store, f"{what} has no finished (ok) cells", "pass other run ids or --suite")
+        records = selected_records(db, run_ids, suite)
 
         def load_predictions(run_id: str, cell_id: str):
             try:

@@ -60,11 +60,17 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def deployed_table(
     records: pd.DataFrame, primary_metric: str, model_order: Sequence[str]
 ) -> DeployedTable | None:
-    """The table for one task's ok records, one variant per model label (the report's shown records);
-    None when no record measured a backend beyond eager. A model whose seeds ran on several
-    machines is shown from the machine most of them ran on, and `notes` says so."""
+    """The report's table for one task's ok records, one variant per model label (the report's
+    shown records); None when no record measured a backend beyond eager."""
     if "deployed" not in records or not any(len(d or {}) > 1 for d in records["deployed"]):
         return None
+    return deployed_rows(records, primary_metric, model_order)
+
+
+def deployed_rows(records: pd.DataFrame, primary_metric: str, model_order: Sequence[str]) -> DeployedTable:
+    """Each model's backends (eager included) over its seeds: metric, its change from eager,
+    speed, latency, memory. A model whose seeds ran on several machines is shown from the
+    machine most of them ran on, and `notes` says so."""
     tolerances = [(c or {}).get("deploy_tolerance") for c in records["config"]]
     tolerance = next((float(t) for t in tolerances if t is not None), 1.0)
     table = DeployedTable(primary_metric, tolerance)
