@@ -10,6 +10,7 @@ here: the executor records them as the cell's error.
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from harness.train import TrainStats, cpu_bf16_training, predict, to_predictions
 class CellResult:
     record: CellRecord
     predictions: pd.DataFrame | None  # one row per evaluated example
+    model_files: dict[str, bytes] | None = None  # with `keep_models`: the model's files by name
 
 
 @dataclass
@@ -133,7 +135,8 @@ def run_cell(
     record_phase(record, spec, inputs, stats, evaluation, memory)
     fill_provenance(record, device, allocator)
     record.wall_seconds = time.perf_counter() - started
-    return CellResult(record, pd.concat(evaluation.frames, ignore_index=True))
+    kept = model_files(model, inputs.tokenizer) if spec.keep_models else None
+    return CellResult(record, pd.concat(evaluation.frames, ignore_index=True), kept)
 
 
 # --------------------------------------------------------------------------- phases
@@ -332,6 +335,25 @@ def record_phase(
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def model_files(model: torch.nn.Module, tokenizer) -> dict[str, bytes]:
+    """The trained model as files a later process loads without this cell: `model.pt`, the whole
+    module on the CPU (`torch.load(..., weights_only=False)` with this package importable), and
+    `tokenizer/`, its tokenizer as `save_pretrained` writes it. Returned as bytes, not written
+    here, so the runner (or a Ray worker's driver) stores them as it stores the predictions."""
+    import io
+    import tempfile
+    from pathlib import Path
+
+    buffer = io.BytesIO()
+    torch.save(copy.deepcopy(model).cpu().eval(), buffer)
+    files = {"model.pt": buffer.getvalue()}
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer.save_pretrained(folder)
+        for path in sorted(Path(folder).iterdir()):
+            files[f"tokenizer/{path.name}"] = path.read_bytes()
+    return files
 
 
 def predictions_frame(split: str, rows: Examples, encoded: Encoded, outputs: np.ndarray) -> pd.DataFrame:

@@ -515,6 +515,9 @@ class Suite(Strict):
         default_factory=list, description="robustness probes after evaluation: names, or {name, rate}"
     )
     probe_rows: int = Field(default=2000, ge=1, description="evaluation rows each probe perturbs, at most")
+    keep_models: bool = Field(
+        default=False, description="keep each cell's trained model in the run folder (models/<cell>/)"
+    )
 
     @field_validator("probes", mode="before")
     @classmethod
@@ -570,7 +573,7 @@ def variant_label(label: str, point: Any, train_size: Any) -> str:
     return with_point(label, point) + (f"@n={train_size}" if on_curve else "")
 
 
-HASHED_WHEN_SET = ("train_size", "sweep_point", "holdout")
+HASHED_WHEN_SET = ("train_size", "sweep_point", "holdout", "keep_models")  # a kept model is a product too
 
 
 class CellSpec(Strict):
@@ -598,6 +601,7 @@ class CellSpec(Strict):
     speed: SpeedSettings = SpeedSettings()
     probes: list[ProbeSpec] = Field(default_factory=list)
     probe_rows: int = 2000
+    keep_models: bool = False
     train_size: TrainSize | None = Field(
         default=None, description="a learning curve's point: rows, or `full`; None: not on a curve"
     )

@@ -271,6 +271,7 @@ def expand_cells(
                             speed=suite.speed,
                             probes=suite.probes,
                             probe_rows=suite.probe_rows,
+                            keep_models=suite.keep_models,
                             train_size=size,
                             sweep_point=flat_point(point),
                             holdout=swept,

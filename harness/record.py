@@ -110,6 +110,8 @@ class CellRecord:
     wall_seconds: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
     predictions_file: str | None = None  # relative to the store's folder; set by the store
+    model_dir: str | None = None  # the kept model's folder, relative to the store's; set by the store
+    model_mb: float | None = None  # its size on disk
 
     @classmethod
     def for_spec(cls, spec: CellSpec, run_id: str) -> CellRecord:

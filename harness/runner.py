@@ -84,9 +84,9 @@ def keep(store: Store, spec: CellSpec, outcome: Outcome, run_id: str, console: C
     predictions when it has any). Never raises: a record the store cannot take goes to
     `<run folder>/unsaved/` as JSON (or to the console)."""
     if isinstance(outcome, CellFailure):
-        record, predictions = failed_record(spec, run_id, outcome), None
+        record, predictions, model = failed_record(spec, run_id, outcome), None, None
     else:
-        record, predictions = outcome.record, outcome.predictions
+        record, predictions, model = outcome.record, outcome.predictions, outcome.model_files
     try:
         if isinstance(outcome, CellFailure):
             log = store.log_path(run_id, spec.cell_id)
@@ -95,7 +95,7 @@ def keep(store: Store, spec: CellSpec, outcome: Outcome, run_id: str, console: C
     except OSError as error:
         record.notes.append(f"log not saved: {type(error).__name__}: {error}")
     try:
-        store.write_cell(record, predictions)
+        store.write_cell(record, predictions, model)
         return predictions is None or record.predictions_file is not None
     except Exception as error:  # a full disk, a broken store: the record must survive
         text = json.dumps(record.to_dict(), default=str, indent=1)

@@ -317,12 +317,20 @@ class Store:
                 (now(), status, run_id),
             )
 
-    def write_cell(self, record: CellRecord, predictions: pd.DataFrame | None = None) -> None:
-        """Persist one finished cell: its predictions file, then one transaction for its rows.
+    def write_cell(
+        self,
+        record: CellRecord,
+        predictions: pd.DataFrame | None = None,
+        model_files: dict[str, bytes] | None = None,
+    ) -> None:
+        """Persist one finished cell: its predictions file and kept model, then one transaction
+        for its rows.
 
-        A predictions file that cannot be written (disk full, a read-only folder) does not
-        lose the record: it is stored without predictions and says so in its notes.
+        A predictions file or model that cannot be written (disk full, a read-only folder) does
+        not lose the record: it is stored without them and says so in its notes.
         """
+        if model_files is not None:
+            self._write_model(record, model_files)
         if predictions is not None:
             relative = (
                 Path("runs") / record.run_id / "predictions" / f"{cell_file_stem(record.cell_id)}.parquet"
@@ -354,6 +362,18 @@ class Store:
                     for name, value in record.metrics.items()
                 ],
             )
+
+    def _write_model(self, record: CellRecord, files: dict[str, bytes]) -> None:
+        relative = Path("runs") / record.run_id / "models" / cell_file_stem(record.cell_id)
+        try:
+            for name, content in files.items():
+                path = self.path.parent / relative / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+            record.model_dir = relative.as_posix()
+            record.model_mb = sum(len(content) for content in files.values()) / 1024**2
+        except OSError as error:
+            record.notes.append(f"model not saved: {type(error).__name__}: {error}")
 
     # ------------------------------------------------------------------ reading
 
