@@ -635,3 +635,60 @@ def pick(
     console.print(f"picked: [bold]{qualifying[0].name}[/]", highlight=False)
     if len(qualifying) > 1:
         console.print(f"runner-up: {qualifying[1].name}", highlight=False)
+
+
+@app.command("export-model")
+@user_errors
+def export_model_(
+    run_id: str = typer.Argument(..., help="the run (`latest` for the newest)"),
+    variant: str = typer.Argument(
+        ..., help="the model's variant, as the report names it: cnn, cnn[dropout=0.3]"
+    ),
+    task: str = typer.Option(None, "--task", help="the task (needed when the variant ran on several)"),
+    seed: int = typer.Option(None, "--seed", help="which seed's model (default: the lowest kept)"),
+    backend: str = typer.Option("eager", "--backend", help="eager, int8, onnx or onnx-int8"),
+    out: Path = typer.Option(..., "--out", help="a new or empty folder"),
+    store: Path = STORE_OPTION,
+) -> None:
+    """A kept model (suite `keep_models: true`) as a folder to ship: weights or ONNX, tokenizer,
+    loader.py and a model card (README.md) with its scores, recipe, costs and provenance."""
+    from harness.export_model import FORMATS, export_model
+    from harness.store import Store
+
+    if backend not in FORMATS:
+        raise InputError("--backend", f"{backend!r} cannot be exported", f"use one of {', '.join(FORMATS)}")
+    check_output(out, "--out", folder=True)
+    if out.is_dir() and any(out.iterdir()):
+        raise InputError(out, "the folder already holds files", "give a new or empty folder", "--out")
+    with Store(store, create=False, read_only=True) as db:
+        run_id = _resolve_run(db, run_id)
+        records = db.records([run_id])
+        mine = records[(records["variant"] == variant) & (records["status"] == "ok")]
+        if task is not None:
+            mine = mine[mine["task"] == task]
+        if mine.empty:
+            known = ", ".join(sorted(set(records["variant"])))
+            raise InputError(store, f"run {run_id} has no finished cell of {variant!r}", f"variants: {known}")
+        if mine["task"].nunique() > 1:
+            tasks = ", ".join(sorted(set(mine["task"])))
+            raise InputError("--task", f"{variant!r} ran on several tasks ({tasks})", "name one with --task")
+        kept = mine[mine["model_dir"].notna()]
+        if kept.empty:
+            raise InputError(
+                store, f"{variant!r} kept no model in run {run_id}", "run its suite with keep_models: true"
+            )
+        if seed is not None and seed not in set(kept["seed"]):
+            raise InputError(
+                "--seed", f"no kept model of seed {seed}", f"kept seeds: {sorted(set(kept['seed']))}"
+            )
+        record = kept.sort_values("seed").iloc[0] if seed is None else kept[kept["seed"] == seed].iloc[0]
+        predictions = db.predictions(record["run_id"], record["cell_id"])
+    try:
+        exported = export_model(record, mine, predictions, store.parent, backend, out)
+    except ValueError as error:
+        raise InputError("--backend", str(error), "export it as eager") from None
+    console.print(
+        f"{variant} (seed {record['seed']}, {record['task']}) as {backend}: {exported.folder} "
+        f"({exported.format}, {exported.size_mb:.1f} MB; README.md is its card, loader.py loads it)",
+        highlight=False,
+    )
