@@ -121,6 +121,15 @@ def write_onnx(model: torch.nn.Module, tokenizer_folder: Path, backend: str, out
     shutil.copytree(tokenizer_folder, out / "tokenizer")
 
 
+def scores(record: pd.Series, backend: str) -> dict[str, float]:
+    """The metrics of `backend` as the cell measured it (eager's are the record's own); empty
+    when the cell did not serve that backend."""
+    if backend == "eager":
+        return dict(record["metrics"])
+    served = (record.get("deployed") or {}).get(backend) or {}
+    return dict(served.get("metrics") or {}) if served.get("status") == "ok" else {}
+
+
 def model_card(
     record: pd.Series, siblings: pd.DataFrame, predictions: pd.DataFrame, backend: str, kind: str
 ) -> str:
@@ -131,9 +140,9 @@ def model_card(
     split = str(predictions["eval_split"].iloc[0]) if len(predictions) else ""
     dataset = task["dataset"].get("path") or task["name"]
     results = []
-    for metric, value in record["metrics"].items():
-        over = t_interval(list(siblings[f"metric.{metric}"])) if f"metric.{metric}" in siblings else None
-        args = {"seeds": over.n, "mean": over.mean, "ci95_half_width": over.half_width} if over else None
+    for metric, value in scores(record, backend).items():
+        over = t_interval([scores(sibling, backend).get(metric) for _, sibling in siblings.iterrows()])
+        args = {"seeds": over.n, "mean": over.mean, "ci95_half_width": over.half_width}
         results.append(
             EvalResult(
                 task_type="text-classification",
@@ -167,13 +176,17 @@ def card_text(record: pd.Series, predictions: pd.DataFrame, backend: str, kind: 
         "",
         "## Scores",
         "",
-        f"On the `{split}` split ({record['eval_examples']:,} rows); the model-index gives the mean and 95% "
-        "interval over the run's seeds of this variant beside this seed's value.",
+        f"As `{backend}`, on the `{split}` split ({record['eval_examples']:,} rows); the model-index "
+        "gives the mean and 95% interval over the run's seeds of this variant beside this seed's value.",
         "",
         "| metric | value |",
         "|---|---:|",
-        *(f"| {name} | {value:.2f} |" for name, value in record["metrics"].items()),
+        *(f"| {name} | {value:.2f} |" for name, value in scores(record, backend).items()),
     ]
+    if not scores(record, backend):
+        lines.append(
+            f"\nThe cell did not serve `{backend}` (its suite's `deploy:` did not list it): no score."
+        )
     if "logits" in predictions and len(predictions):
         figures = cell_calibration(np.stack(predictions["logits"]), predictions["label"].to_numpy())
         lines += ["", "## Calibration", "", f"ECE {figures['ece']:.2f}%, Brier {figures['brier']:.4f}, "

@@ -137,6 +137,10 @@ def test_exported_folders_reproduce_their_cell_through_their_own_loader(shipped,
     loaded = AutoModelForSequenceClassification.from_pretrained(transformers_folder)
     assert loaded.config.id2label == {0: "negative", 1: "positive"}
     assert json.loads((folder / "export-cnn-onnx" / "export.json").read_text())["format"] == "onnx"
+    unserved = ModelCard.load(
+        folder / "export-tiny-bert-onnx-int8" / "README.md"
+    )  # not in the suite's deploy:
+    assert not unserved.data.eval_results and "did not serve `onnx-int8`" in unserved.text
 
 
 def load_task_rows(data_dir) -> list[str]:
