@@ -259,7 +259,8 @@ def show(
 @user_errors
 def upgrade_store(store: Path = STORE_OPTION) -> None:
     """Bring a store written by an older version up to date: FLOPs from each model's formula
-    (the token count recovered from the stored figure), and each record's variant."""
+    (the token count recovered from the stored figure), each record's variant, and config hashes
+    from before per-task overrides were narrowed to their task."""
     from harness.store import Store
     from harness.upgrade import upgrade_store as upgrade
 
@@ -270,7 +271,8 @@ def upgrade_store(store: Path = STORE_OPTION) -> None:
     for line in summary.unresolved:
         console.print(f"[yellow]  left alone: {line}[/]", highlight=False)
     console.print(
-        f"{summary.flops_recomputed} FLOPs figure(s) recomputed, {summary.variants_filled} variant(s) filled"
+        f"{summary.flops_recomputed} FLOPs figure(s) recomputed, {summary.variants_filled} variant(s) "
+        f"filled, {summary.hashes_narrowed} config hash(es) narrowed to the cell's own task's overrides"
     )
 
 

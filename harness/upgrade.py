@@ -8,6 +8,10 @@
   with every product seen, as it ran on CUDA). A figure no length reproduces is left alone
   and reported.
 - Variant: the label, sweep point and training size, for records from before the field.
+- Config hashes: a model's `task_training` and `task_params` for other tasks once entered every
+  cell's config (and hash); planning now keeps only the cell's own task's. A record whose config
+  holds another task's override, and whose hash the current formula reproduces from it, gets
+  the narrowed config and its hash, so `--resume` recognises the cell instead of training it again.
 
 Code, data and vocabulary fingerprints cannot be recovered: they stay empty ("unrecorded").
 """
@@ -21,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
+from harness import strict_json
 from harness.batching import Encoded
-from harness.config import ModelSpec, TaskSpec, TrainingSettings, variant_label
+from harness.config import CellSpec, ModelSpec, TaskSpec, TrainingSettings, variant_label
 from harness.models.registry import TaskInfo, get_adapter
 from harness.store import Store
 from harness.trackers.work import counted_flops
@@ -35,6 +41,7 @@ VOCAB_SIZE = 1000  # embedding lookups are not FLOPs: any table size gives the s
 class UpgradeSummary:
     flops_recomputed: int = 0
     variants_filled: int = 0
+    hashes_narrowed: int = 0
     changes: list[str] = field(default_factory=list)  # "task / model: before → after at T tokens"
     unresolved: list[str] = field(default_factory=list)
 
@@ -81,6 +88,32 @@ def recovered_tokens(model: torch.nn.Module, figure: float, longest: int) -> int
     return tokens
 
 
+def narrowed(config: dict) -> dict | None:
+    """`config` with the model's per-task overrides kept for the cell's own task only, as planning
+    writes them now; None when it holds none for another task."""
+    model, task = config["model"], config["task"]["name"]
+    extra = {
+        key: {name: value for name, value in model[key].items() if name == task}
+        for key in ("task_training", "task_params")
+        if set(model.get(key) or {}) - {task}
+    }
+    return {**config, "model": {**model, **extra}} if extra else None
+
+
+def narrowed_hash(config: dict, stored_hash: str) -> tuple[str, dict] | None:
+    """The narrowed config and its hash, when narrowing is the only difference: the current
+    formula reproduces `stored_hash` from the config as stored (anything else is left alone)."""
+    new = narrowed(config)
+    if new is None:
+        return None
+    try:
+        if CellSpec.model_validate(config).config_hash != stored_hash:
+            return None
+        return CellSpec.model_validate(new).config_hash, new
+    except ValidationError:
+        return None
+
+
 def upgrade_store(path: Path) -> UpgradeSummary:
     summary = UpgradeSummary()
     with Store(path) as store:
@@ -114,11 +147,21 @@ def upgrade_store(path: Path) -> UpgradeSummary:
             summary.changes.append(
                 f"{where}: {row.flops_per_example:,.0f} → {figure:,.0f} at {tokens} tokens"
             )
+        hashes = [
+            (new_hash, strict_json.dumps(config), row.run_id, row.cell_id)
+            for row in records.itertuples()
+            for new_hash, config in [narrowed_hash(row.config, row.config_hash) or (None, None)]
+            if new_hash is not None
+        ]
         with store.transaction() as db:
             db.executemany(
                 "UPDATE records SET flops_per_example = ?, flops_tokens = ? WHERE run_id = ? AND cell_id = ?",
                 updates,
             )
+            db.executemany(
+                "UPDATE records SET config_hash = ?, config = ? WHERE run_id = ? AND cell_id = ?", hashes
+            )
             db.executemany("UPDATE records SET variant = ? WHERE run_id = ? AND cell_id = ?", missing_variant)
         summary.flops_recomputed, summary.variants_filled = len(updates), len(missing_variant)
+        summary.hashes_narrowed = len(hashes)
     return summary

@@ -56,3 +56,44 @@ def test_the_why_suite_trains_the_leaderboards_cells_with_probes_added():
         ]  # fmt: skip
         plain = cell.model_copy(update={"probes": [], "deploy": board[cell_id].deploy})
         assert plain.config_hash == board[cell_id].config_hash, cell_id
+
+
+def test_upgrade_store_narrows_hashes_made_before_overrides_were_per_task(tmp_path):
+    """A record from before planning narrowed a model's per-task overrides to the cell's task
+    (its config carries another task's `task_training`, its hash covers it) gets the narrowed
+    config and hash from `upgrade-store`, so `--resume` finds the cell instead of training it."""
+    import shutil
+    import sqlite3
+
+    from conftest import harness
+
+    from harness import strict_json
+    from harness.config import CellSpec
+
+    store = tmp_path / "harness.db"
+    shutil.copy(ROOT / "results" / "leaderboard-recipes" / "harness.db", store)
+    path = ROOT / "suites" / "leaderboard-recipes.yaml"
+    planned = {cell.cell_id: cell.config_hash for cell in expand_cells(load_suite(path), path)}
+    records = load_records(store)
+    row = records[records["cell_id"] == "sst2__minilm-l6[learning_rate=0.0002]__seed0"].iloc[0]
+    assert row["config_hash"] == planned[row["cell_id"]]
+    own = row["config"]["model"]["task_training"]
+    assert set(own) == {"sst2"}
+    widened = {
+        **row["config"],
+        "model": {**row["config"]["model"], "task_training": {**own, "mrpc": {"epochs": 3}}},
+    }
+    old_hash = CellSpec.model_validate(widened).config_hash
+    assert old_hash != row["config_hash"]
+    with sqlite3.connect(store) as db:  # the record as the older planner wrote it
+        db.execute(
+            "UPDATE records SET config = ?, config_hash = ? WHERE run_id = ? AND cell_id = ?",
+            (strict_json.dumps(widened), old_hash, row["run_id"], row["cell_id"]),
+        )
+    done = harness("upgrade-store", "--store", str(store))
+    assert done.returncode == 0 and "1 config hash(es) narrowed" in done.stdout
+    after = load_records(store).set_index("cell_id")
+    assert after.loc[row["cell_id"], "config_hash"] == planned[row["cell_id"]]
+    assert after.loc[row["cell_id"], "config"]["model"]["task_training"] == own
+    again = harness("upgrade-store", "--store", str(store))
+    assert "0 config hash(es) narrowed" in again.stdout
