@@ -10,11 +10,13 @@ here: the executor records them as the cell's error.
 
 from __future__ import annotations
 
-import copy
+import io
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -341,13 +343,10 @@ def model_files(model: torch.nn.Module, tokenizer) -> dict[str, bytes]:
     """The trained model as files a later process loads without this cell: `model.pt`, the whole
     module on the CPU (`torch.load(..., weights_only=False)` with this package importable), and
     `tokenizer/`, its tokenizer as `save_pretrained` writes it. Returned as bytes, not written
-    here, so the runner (or a Ray worker's driver) stores them as it stores the predictions."""
-    import io
-    import tempfile
-    from pathlib import Path
-
+    here, so the runner (or a Ray worker's driver) stores them as it stores the predictions.
+    The cell's last use of the model: it moves to the CPU in place rather than being copied."""
     buffer = io.BytesIO()
-    torch.save(copy.deepcopy(model).cpu().eval(), buffer)
+    torch.save(model.cpu().eval(), buffer)
     files = {"model.pt": buffer.getvalue()}
     with tempfile.TemporaryDirectory() as folder:
         tokenizer.save_pretrained(folder)

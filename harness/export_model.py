@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness.deploy.backends import BACKENDS, export_onnx
+from harness.deploy.backends import BACKENDS
 from harness.deploy.catalog import unsupported_reason
 from harness.deploy.phase import model_unsupported
 from harness.report.calibration import cell_calibration
@@ -67,10 +67,7 @@ def export_model(
     if kind == "transformers":
         write_transformers(model, record, tokenizer_folder, out)
     elif kind == "torch":
-        shipped = (
-            BACKENDS[backend](model, {}, torch.device("cpu"), out).module if backend != "eager" else model
-        )
-        torch.save(shipped, out / "model.pt")
+        torch.save(BACKENDS[backend](model, {}, torch.device("cpu"), out).module, out / "model.pt")
         shutil.copytree(tokenizer_folder, out / "tokenizer")
     else:
         write_onnx(model, tokenizer_folder, backend, out)
@@ -101,7 +98,8 @@ def write_transformers(model: torch.nn.Module, record: pd.Series, tokenizer_fold
 
 
 def write_onnx(model: torch.nn.Module, tokenizer_folder: Path, backend: str, out: Path) -> None:
-    """The deploy phase's ONNX export (and quantization, for onnx-int8), traced on two real rows."""
+    """The deploy phase's ONNX builder (export, then quantization for onnx-int8), traced on two
+    short texts; the builder writes `model.onnx` and, quantized, `model-int8.onnx`."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
@@ -112,11 +110,8 @@ def write_onnx(model: torch.nn.Module, tokenizer_folder: Path, backend: str, out
         "token_type_ids": encoded.get("token_type_ids", torch.zeros_like(encoded["input_ids"])),
     }
     with tempfile.TemporaryDirectory() as folder:
-        if backend == "onnx":
-            built = export_onnx(model, example, Path(folder) / "model.onnx")
-        else:
-            BACKENDS[backend](model, example, torch.device("cpu"), Path(folder))
-            built = Path(folder) / "model-int8.onnx"
+        BACKENDS[backend](model, example, torch.device("cpu"), Path(folder))
+        built = Path(folder) / ("model-int8.onnx" if backend == "onnx-int8" else "model.onnx")
         shutil.copy(built, out / "model.onnx")
     shutil.copytree(tokenizer_folder, out / "tokenizer")
 
