@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness import probes
+from harness import probes, sizing
 from harness.allocator import keep_freed_memory, release_freed_memory
 from harness.batching import Encoded, encode
 from harness.config import CellSpec, train_size_value
@@ -37,7 +37,7 @@ from harness.tasks.data import Examples, TaskData, load_task_data
 from harness.tasks.metrics import compute_metrics, split_metric_key, two_class_misfit
 from harness.trackers import machine, speed, work
 from harness.trackers.memory import MemoryTracker
-from harness.train import TrainStats, cpu_bf16_training, predict, to_predictions, train
+from harness.train import TrainStats, Trajectory, cpu_bf16_training, predict, to_predictions, train
 
 
 @dataclass
@@ -135,6 +135,7 @@ def run_cell(
         record.holdout_metrics = compute_metrics(spec.task.metrics, outputs, inputs.holdout.labels)
 
     record_phase(record, spec, inputs, stats, evaluation, memory)
+    record.trajectory["points"] = finished_trajectory(record, stats)
     fill_provenance(record, device, allocator)
     record.wall_seconds = time.perf_counter() - started
     kept = model_files(model, inputs.tokenizer) if spec.keep_models else None
@@ -196,24 +197,83 @@ def train_phase(
         model = adapter.build(info)
         on_progress(Progress("train", 1, 1, 0, 1))
         stats = adapter.fit(model, inputs.train, spec.seed)  # on the CPU, as scikit-learn fits
+        record.trajectory = {
+            "split": "holdout" if inputs.holdout is not None else "eval",
+            "metric": trajectory_metric(spec),
+        }
         if not adapter.seeded:
             record.notes.append("the fit has no randomness: this cell stands for every seed of the suite")
         return model.to(device), stats
+    if spec.budget is not None:
+        tokens = work.representative_length(next(iter(inputs.eval.values())))
+        base_label = spec.model.display_label.removesuffix(f"@{spec.budget.label}")
+        adapter, chosen = sizing.sized_adapter(adapter, info, spec.budget, tokens, base_label)
+        record.sizing = chosen.to_dict()
     model = adapter.build(info).to(device)
+    metric = trajectory_metric(spec)
 
-    def score_holdout(trained: torch.nn.Module) -> float:
-        outputs = predict(trained, inputs.holdout, settings.eval_batch_size, device, settings.amp)
-        primary_base = task.primary_metric.removesuffix(f"_{next(iter(inputs.eval))}")
-        metric = primary_base if primary_base in task.metrics else task.metrics[0]
-        return compute_metrics([metric], outputs, inputs.holdout.labels)[metric]
+    def score_on(rows: Encoded) -> Callable[[torch.nn.Module], float]:
+        def score(trained: torch.nn.Module) -> float:
+            outputs = predict(trained, rows, settings.eval_batch_size, device, settings.amp)
+            return compute_metrics([metric], outputs, rows.labels)[metric]
+
+        return score
+
+    score_holdout = score_on(inputs.holdout) if inputs.holdout is not None else None
 
     if settings.amp_cpu and device.type == "cpu" and not cpu_bf16_training(settings, device):
         record.notes.append(
             "amp_cpu asked for bf16 training, but this CPU has no native bf16: trained in fp32"
         )
     stopping = score_holdout if settings.early_stopping_patience is not None else None
-    stats = train(model, inputs.train, settings, spec.seed, device, stopping, on_progress)
+    split, rows = (
+        ("holdout", inputs.holdout)
+        if inputs.holdout is not None
+        else ("eval", inputs.eval[primary_eval_name(spec, inputs)])
+    )
+    trajectory = Trajectory(
+        score_on(rows),
+        split,
+        work.flops_by_length(model, settings.max_seq_length),
+        spec.trajectory_every_steps,
+    )
+    record.trajectory = {"split": split, "metric": metric}
+    stats = train(
+        model, inputs.train, settings, spec.seed, device, stopping, on_progress, trajectory=trajectory
+    )
     return model, stats
+
+
+def finished_trajectory(record: CellRecord, stats: TrainStats) -> list[dict]:
+    """The trajectory with its last point's value filled in where the final evaluation is that point
+    (the evaluation split's last epoch); a fitted model's is the fit: one point."""
+    split = record.trajectory["split"]
+    final = (
+        record.primary_value if split == "eval" else record.holdout_metrics.get(record.trajectory["metric"])
+    )
+    if not stats.trajectory:
+        point = {
+            "step": 0,
+            "epoch": 1,
+            "examples": record.train_examples,
+            "train_seconds": stats.wall_seconds,
+        }
+        return [point | {"train_flops": None, "value": final}]
+    return [point if point["value"] is not None else point | {"value": final} for point in stats.trajectory]
+
+
+def trajectory_metric(spec: CellSpec) -> str:
+    """The task's primary metric without its evaluation-split suffix (`accuracy_matched` → `accuracy`):
+    the metric early stopping and the trajectory score."""
+    task = spec.task
+    base, _ = split_metric_key(task.primary_metric)
+    return base if base in task.metrics else task.metrics[0]
+
+
+def primary_eval_name(spec: CellSpec, inputs: CellInputs) -> str:
+    """The evaluation the primary metric is computed on (MNLI's `accuracy_matched`: `matched`)."""
+    name = split_metric_key(spec.task.primary_metric)[1]
+    return name if name in inputs.eval else next(iter(inputs.eval))
 
 
 def evaluate_phase(
@@ -266,9 +326,7 @@ def probe_phase(spec: CellSpec, inputs: CellInputs, model: torch.nn.Module, devi
     if not spec.probes:
         return {}
     settings, task = spec.training, spec.task
-    split = split_metric_key(task.primary_metric)[1]
-    name = next((n for n, s in task.splits.eval_splits().items() if s == split), next(iter(inputs.data.eval)))
-    sample = probes.probe_sample(inputs.data.eval[name], spec.probe_rows)
+    sample = probes.probe_sample(inputs.data.eval[primary_eval_name(spec, inputs)], spec.probe_rows)
 
     def outputs(rows: Examples) -> np.ndarray:
         encoded = encode(inputs.tokenizer, rows, settings.max_seq_length, settings.truncation_side)

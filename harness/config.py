@@ -393,6 +393,9 @@ class TaskRef(Strict):
         default=None,
         description="this task's inference backends (default: the suite's `deploy`)",
     )
+    trajectory_every_steps: int | None = Field(
+        default=None, ge=1, description="this task's trajectory interval (default: the suite's)"
+    )
 
     @field_validator("deploy")
     @classmethod
@@ -462,6 +465,75 @@ class ProbeSpec(Strict):
     rate: float | None = Field(default=None, ge=0, le=1)
 
 
+SI_PREFIXES = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def amount(value: Any) -> float:
+    """A count as a number or with an SI prefix: `250k`, `0.25M`, `1M`, `4e6`."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a count")
+    if isinstance(value, str):
+        text = value.strip()
+        factor = SI_PREFIXES.get(text[-1:], 1.0)
+        try:
+            value = float(text[:-1] if factor != 1.0 else text) * factor
+        except ValueError:
+            raise ValueError(f"{value!r} is not a count: write e.g. 250k, 1M, 4e6") from None
+    if not isinstance(value, int | float) or not value > 0 or value != value:
+        raise ValueError(f"{value!r} is not a positive count")
+    return float(value)
+
+
+def amount_label(value: float) -> str:
+    """`250000` → `250k`, `1e6` → `1M`, `2.5e6` → `2.5M`: a budget as a label reads it."""
+    for prefix, factor in reversed(SI_PREFIXES.items()):
+        if value >= factor:
+            return f"{value / factor:.3g}{prefix}"
+    return f"{value:.3g}"
+
+
+Amounts = Annotated[list[float], AfterValidator(lambda values: sorted(set(values)))]
+
+
+class BudgetPoint(Strict):
+    """One size every model of an equal-size comparison is made to (harness/sizing.py)."""
+
+    kind: Literal["params", "flops_per_example"]
+    value: float = Field(gt=0)
+
+    @property
+    def label(self) -> str:
+        return f"{amount_label(self.value)}-{'params' if self.kind == 'params' else 'flops'}"
+
+
+class Budget(Strict):
+    """Equal-size comparisons: each from-scratch model's widths sized to each value, within ±5%,
+    of its parameter count or its forward FLOPs per example (one of the two)."""
+
+    params: Amounts | None = None
+    flops_per_example: Amounts | None = None
+
+    @field_validator("params", "flops_per_example", mode="before")
+    @classmethod
+    def _counts(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ValueError("give at least one size, e.g. [250k, 1M, 4M]")
+        return [amount(item) for item in values]
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Budget:
+        if (self.params is None) == (self.flops_per_example is None):
+            raise ValueError("give `params` or `flops_per_example` (one of the two)")
+        return self
+
+    def points(self) -> list[BudgetPoint]:
+        kind = "params" if self.params is not None else "flops_per_example"
+        return [BudgetPoint(kind=kind, value=value) for value in getattr(self, kind)]
+
+
 class CompareSettings(Strict):
     """How `harness compare` judges this suite's runs (see harness/compare.py)."""
 
@@ -518,6 +590,16 @@ class Suite(Strict):
     keep_models: bool = Field(
         default=False, description="keep each cell's trained model in the run folder (models/<cell>/)"
     )
+    budget: Budget | None = Field(
+        default=None,
+        description="equal-size comparisons: every model once per size, its widths sized to it "
+        "(`{params: [250k, 1M, 4M]}` or `{flops_per_example: [...]}`)",
+    )
+    trajectory_every_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="score the learning trajectory every N optimizer steps as well as after each epoch",
+    )
 
     @field_validator("probes", mode="before")
     @classmethod
@@ -573,15 +655,21 @@ def variant_label(label: str, point: Any, train_size: Any) -> str:
     return with_point(label, point) + (f"@n={train_size}" if on_curve else "")
 
 
-HASHED_WHEN_SET = ("train_size", "sweep_point", "holdout", "keep_models")  # a kept model is a product too
+HASHED_WHEN_SET = (
+    "train_size",
+    "sweep_point",
+    "holdout",
+    "keep_models",
+    "budget",
+)  # a kept model is a product too
 
 
 class CellSpec(Strict):
     """Everything one cell needs, fully resolved: it runs anywhere from this alone.
 
     `group`, `task_order` and `deploy_tolerance` are facts for the report (which group score the task counts
-    in, where the suite listed it), and `deploy_windows` and `speed` how often a speed is taken, not what is
-    computed; like `data_dir` they are not part of its `config_hash`.
+    in, where the suite listed it), and `deploy_windows`, `speed` and `trajectory_every_steps` how often a
+    figure is taken, not what is computed; like `data_dir` they are not part of its `config_hash`.
     """
 
     suite: str
@@ -611,6 +699,12 @@ class CellSpec(Strict):
     holdout: bool = Field(
         default=False, description="hold out a slice of train and score it (sweep selection)"
     )
+    budget: BudgetPoint | None = Field(
+        default=None, description="the size this cell's model is made to (an equal-size comparison)"
+    )
+    trajectory_every_steps: int | None = Field(
+        default=None, ge=1, description="score the trajectory every N steps too (not hashed: it is read only)"
+    )
 
     @property
     def config_hash(self) -> str:
@@ -628,6 +722,7 @@ class CellSpec(Strict):
                 "deploy_tolerance",
                 "deploy_windows",
                 "speed",
+                "trajectory_every_steps",
             }
         )
         payload["task"] = {

@@ -8,13 +8,23 @@ one id would overwrite each other's record).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from harness.config import CellSpec, ModelSpec, Suite, TaskRef, TaskSpec, TrainingSettings, train_size_value
+from harness.config import (
+    BudgetPoint,
+    CellSpec,
+    ModelSpec,
+    Suite,
+    TaskRef,
+    TaskSpec,
+    TrainingSettings,
+    train_size_value,
+)
 from harness.errors import InputError
 from harness.tasks.data import check_local_files, holdout_rows, split_rows, training_rows
 from harness.tasks.registry import resolve_group, resolve_task
@@ -182,6 +192,31 @@ def check_task_fits(model: ModelSpec, task: TaskSpec, suite_path: Path, where: s
         )
 
 
+def check_sizeable(suite: Suite, models: list[ModelSpec], suite_path: Path) -> None:
+    """A budget sizes models by their width parameters: every model of the suite must have them."""
+    from harness.models.registry import load_adapters
+
+    if suite.budget is None:
+        return
+    for index, model in enumerate(models):
+        if load_adapters()[model.adapter].width_fields is None:
+            sizeable = [name for name, cls in load_adapters().items() if cls.width_fields is not None]
+            raise InputError(
+                suite_path,
+                f"{model.display_label} ({model.adapter}) has no width parameters a budget can size",
+                f"compare models that do ({', '.join(sizeable)}) in a suite of their own",
+                f"models.{index}.adapter",
+            )
+
+
+def with_budget_label(model: ModelSpec, budget: BudgetPoint | None) -> ModelSpec:
+    """The model as one size of an equal-size comparison: its label names the budget (`cnn@1M-params`),
+    so that every table, plot and comparison treats each size as a model of its own."""
+    if budget is None:
+        return model
+    return model.model_copy(update={"label": f"{model.display_label}@{budget.label}"})
+
+
 def flat_point(point: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
     return None if point is None else {**point["params"], **point["training"]}
 
@@ -222,6 +257,8 @@ def expand_cells(
                         f"use one of {', '.join(sorted(task_names))}",
                         f"models.{index}.{key}",
                     )
+    check_sizeable(suite, models, suite_path)
+    budgets = suite.budget.points() if suite.budget is not None else [None]
     swept = any(model.sweep is not None for model in models)
     cells: list[tuple[CellSpec, str]] = []
     for t_index, (ref, task, group) in enumerate(zip(suite.tasks, tasks, groups, strict=True)):
@@ -232,7 +269,10 @@ def expand_cells(
                 continue
             where = f"models.{m_index}"
             on_task = model_on_task(model, task.name, suite_path, where)
-            for point_model, point in sweep_points(on_task, suite_path, where):
+            for (point_model, point), budget in itertools.product(
+                sweep_points(on_task, suite_path, where), budgets
+            ):
+                point_model = with_budget_label(point_model, budget)
                 training = merged_training(
                     task_training, point_model.training, suite_path, f"{where}.training"
                 )
@@ -275,6 +315,8 @@ def expand_cells(
                             train_size=size,
                             sweep_point=flat_point(point),
                             holdout=swept,
+                            budget=budget,
+                            trajectory_every_steps=ref.trajectory_every_steps or suite.trajectory_every_steps,
                         )
                         origin = f"tasks.{t_index}/{where}/seeds.{s_index}"
                         cells.append((spec, origin))

@@ -71,6 +71,11 @@ class CellRecord:
     train_seconds: float | None = None
     train_examples_per_s: float | None = cost(higher_is_better=True, tolerance=0.10)
     train_tokens_per_s: float | None = None
+    # the learning trajectory: {split, metric, points: [{step, epoch, examples, train_seconds,
+    # train_flops, value}]}, after each epoch (and every N steps); see harness/train.py
+    trajectory: dict[str, Any] = field(default_factory=dict)
+    # an equal-size comparison: {model, kind, target, value, error, widths, tokens}; see harness/sizing.py
+    sizing: dict[str, Any] = field(default_factory=dict)
     # inference
     # the fastest fp32 pass over the evaluation split at the eval batch size (trackers/speed.py)
     infer_examples_per_s: float | None = cost(higher_is_better=True, tolerance=0.10)

@@ -31,6 +31,18 @@ from harness.events import Progress
 
 
 @dataclass
+class Trajectory:
+    """How a cell scores its learning trajectory: `score` gives the primary metric of a model on
+    `split` (the holdout, else the evaluation split); `example_flops[t]` is the forward FLOPs of a
+    `t`-token example (None: the model has no formula). `every_steps` adds points between epochs."""
+
+    score: Callable[[nn.Module], float]
+    split: str  # "holdout" or "eval"
+    example_flops: np.ndarray | None
+    every_steps: int | None = None
+
+
+@dataclass
 class TrainStats:
     epochs_run: int = 0
     steps: int = 0
@@ -40,6 +52,9 @@ class TrainStats:
     steady_examples: int = 0
     steady_tokens: int = 0
     history: list[dict] = field(default_factory=list)
+    # the learning trajectory: after each epoch (and every N steps), the metric with the training
+    # time and training FLOPs spent so far; a value of None is the final evaluation's to fill in
+    trajectory: list[dict] = field(default_factory=list)
 
     @property
     def examples_per_s(self) -> float | None:
@@ -48,6 +63,21 @@ class TrainStats:
     @property
     def tokens_per_s(self) -> float | None:
         return self.steady_tokens / self.steady_seconds if self.steady_seconds > 0 else None
+
+
+@dataclass
+class Clock:
+    """Training spent so far: seconds in steps, examples seen, and FLOPs."""
+
+    seconds: float = 0.0
+    examples: int = 0
+    flops: float = 0.0
+
+    def add(self, seconds: float, examples: int, trajectory: Trajectory | None, lengths: np.ndarray) -> None:
+        self.seconds += seconds
+        self.examples += examples
+        if trajectory is not None and trajectory.example_flops is not None:
+            self.flops += 3.0 * float(trajectory.example_flops[lengths].sum())
 
 
 def synchronize(device: torch.device) -> None:
@@ -141,8 +171,14 @@ def train(
     score_holdout: Callable[[nn.Module], float] | None = None,
     on_progress: Callable[[Progress], None] = lambda p: None,
     warmup_steps: int = 10,
+    trajectory: Trajectory | None = None,
 ) -> TrainStats:
-    """Train `model` in place; with `score_holdout`, stop early and restore the best epoch."""
+    """Train `model` in place; with `score_holdout`, stop early and restore the best epoch; with
+    `trajectory`, record the metric against training time and FLOPs as training goes.
+
+    Training time is the sum of the steps' times, so scoring between steps is not counted.
+    Training FLOPs are 3 × the forward FLOPs of every example at its own token count (the backward
+    pass does two products for each of the forward's), summed over the steps taken."""
     rng = np.random.default_rng(seed)
     lengths = data.lengths
     steps_per_epoch = -(-len(data) // settings.batch_size)
@@ -156,6 +192,19 @@ def train(
     stats = TrainStats()
     best_score, best_state, stale = -np.inf, None, 0
     started = time.perf_counter()
+    clock = Clock()
+
+    def trajectory_point(epoch: float, value: float | None) -> None:
+        stats.trajectory.append(
+            {
+                "step": stats.steps,
+                "epoch": round(epoch, 4),
+                "examples": clock.examples,
+                "train_seconds": clock.seconds,
+                "train_flops": clock.flops if trajectory.example_flops is not None else None,
+                "value": value,
+            }
+        )
 
     for epoch in range(1, settings.epochs + 1):
         model.train()
@@ -183,10 +232,17 @@ def train(
                 stats.steady_seconds += now - last_end
                 stats.steady_examples += len(indices)
                 stats.steady_tokens += int(lengths[indices].sum())
+            clock.add(now - last_end, len(indices), trajectory, lengths[indices])
             last_end = now
             stats.steps += 1
             epoch_loss += loss_value
             on_progress(Progress("train", epoch, settings.epochs, step, len(batches), loss_value))
+            every = trajectory.every_steps if trajectory is not None else None
+            if every and stats.steps % every == 0 and step < len(batches):
+                trajectory_point(epoch - 1 + step / len(batches), trajectory.score(model))
+                model.train()
+                synchronize(device)
+                last_end = time.perf_counter()  # the scoring is not training time
 
         record = {"epoch": epoch, "train_loss": epoch_loss / len(batches)}
         stats.epochs_run = epoch
@@ -200,7 +256,15 @@ def train(
             else:
                 stale += 1
         stats.history.append(record)
-        if settings.early_stopping_patience is not None and stale >= settings.early_stopping_patience:
+        stopping = settings.early_stopping_patience is not None and stale >= settings.early_stopping_patience
+        if trajectory is not None:
+            last = stopping or epoch == settings.epochs
+            if trajectory.split == "holdout" and "holdout_primary" in record:
+                value = record["holdout_primary"]
+            else:  # the evaluation split's last point is the final evaluation itself
+                value = None if last and trajectory.split == "eval" else trajectory.score(model)
+            trajectory_point(epoch, value)
+        if stopping:
             break
 
     if best_state is not None:

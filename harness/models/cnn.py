@@ -88,6 +88,7 @@ class CNNAdapter(ScratchAdapter):
     """1D CNN: embeddings, convolutions of several widths, max over time (Kim 2014)."""
 
     Params = CNNParams
+    width_fields = ("embed_dim", "num_filters")
 
     def build(self, info: TaskInfo) -> nn.Module:
         return TextCNN(self.params, info)

@@ -66,6 +66,9 @@ class Adapter(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
     seeded: ClassVar[bool] = True  # False: the seed changes nothing, so a suite runs one of its seeds
+    # The two widths a suite's `budget` sizes (harness/sizing.py): the embedding's first, then
+    # the width of what reads it. None: the model cannot be sized.
+    width_fields: ClassVar[tuple[str, str] | None] = None
 
     def __init__(self, params: BaseModel):
         self.params = params
@@ -74,6 +77,14 @@ class Adapter(ABC):
     @classmethod
     def description(cls) -> str:
         return (cls.__doc__ or "").strip().splitlines()[0]
+
+    def width_multiple(self, field: str) -> int:
+        """The step a width takes when sized (a transformer's d_model: a multiple of its heads)."""
+        return 1
+
+    def with_widths(self, widths: dict[str, int]) -> Adapter:
+        """This adapter with some width parameters replaced (validated as the suite's are)."""
+        return type(self)(self.Params.model_validate({**self.params.model_dump(), **widths}))
 
     def unsupported_task(self, task: TaskSpec) -> str | None:
         """Why this model cannot run on `task` (checked while planning), or None."""

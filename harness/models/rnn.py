@@ -115,6 +115,7 @@ class RNNAdapter(ScratchAdapter):
     """Bidirectional LSTM or GRU over packed sequences, additive attention pooling."""
 
     Params = RNNParams
+    width_fields = ("embed_dim", "hidden_size")
 
     def build(self, info: TaskInfo) -> nn.Module:
         return TextRNN(self.params, info)

@@ -284,6 +284,10 @@ class TransformerAdapter(ScratchAdapter):
     """Transformer encoder from scratch: sinusoidal positions, multi-head attention (Vaswani 2017)."""
 
     Params = TransformerParams
+    width_fields = ("d_model", "d_ff")
+
+    def width_multiple(self, field: str) -> int:
+        return math.lcm(self.params.num_heads, 2) if field == "d_model" else 1  # heads, sine pairs
 
     def build(self, info: TaskInfo) -> nn.Module:
         return TransformerClassifier(self.params, info)

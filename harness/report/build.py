@@ -31,6 +31,7 @@ from harness.report.curves import (
     reach_table,
 )
 from harness.report.deployed import DeployedTable, deployed_figure, deployed_table
+from harness.report.equal_size import EqualSize, equal_size_table
 from harness.report.examples import TaskExamples, task_examples
 from harness.report.findings import task_findings
 from harness.report.gaps import TOLERANCE, Gap, task_gaps
@@ -58,6 +59,7 @@ from harness.report.scores import (
 )
 from harness.report.slices import SliceTable, task_slices
 from harness.report.stats import example_standard_error
+from harness.report.trajectories import AXES, Trajectories, task_trajectories, trajectory_figure
 from harness.report.tuning import TunedModel, select_points
 from harness.samples import TaskRows
 from harness.tasks.metrics import get_metric, metric_names, split_metric_key
@@ -175,6 +177,8 @@ class TaskSection:
     slices: SliceTable | None = None  # each model's primary metric on slices of the evaluation rows
     robustness: RobustnessTable | None = None  # the suite's probes, per model
     findings: list[str] = field(default_factory=list)  # what the tables above say, in sentences
+    trajectories: Trajectories | None = None  # the metric against training time and FLOPs
+    equal_size: EqualSize | None = None  # a budgeted suite: each model family at each size
 
 
 @dataclass
@@ -565,6 +569,16 @@ def build_report(
             section.curve_sizes = curve_sizes(section.curves)
             figures[f"fig-{index}-curve"] = curve_figure(fact.title, primary, section.curves, colour_of)
             section.figures["curve"] = f"fig-{index}-curve"
+        section.trajectories = task_trajectories(shown, name, [e.model for e in task_entries])
+        if section.trajectories is not None:
+            notes += [f"{name} trajectories / {note}" for note in section.trajectories.notes]
+            for axis in AXES:
+                figure = trajectory_figure(fact.title, section.trajectories, axis, colour_of)
+                if figure is not None:
+                    figures[f"fig-{index}-{axis}"] = figure
+                    section.figures[axis] = f"fig-{index}-{axis}"
+        task_shown = shown[shown["task"] == name]
+        section.equal_size = equal_size_table(task_shown, task_entries, load_predictions, alpha, resamples)
         section.tuned = [table for table in tuned if table.task == name]
         section.gaps = task_gaps(shown, task_entries, references, name)
         for gap in section.gaps:

@@ -65,6 +65,15 @@ def forward_flops(model: nn.Module, data: Encoded) -> FlopsFigure:
     )
 
 
+def flops_by_length(model: nn.Module, max_tokens: int) -> np.ndarray | None:
+    """Forward FLOPs of one example of each token count 0..max_tokens, from the model's formula
+    (what training FLOPs are summed from); None for a model without one."""
+    formula = getattr(model, "flops", None)
+    if formula is None or formula(1) is None:
+        return None
+    return np.array([float(formula(tokens)) for tokens in range(max_tokens + 1)])
+
+
 @torch.no_grad()
 def counted_flops(model: nn.Module, data: Encoded, tokens: int) -> float | None:
     """torch's FLOP counter over one forward pass of the first real row of `tokens` tokens."""
