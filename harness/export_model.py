@@ -206,12 +206,21 @@ def card_text(record: pd.Series, predictions: pd.DataFrame, backend: str, kind: 
         )
     else:
         lines.append(f"The cell did not measure `{backend}` (its suite's `deploy:` did not list it).")
+    model = config["model"]
+    sizing = record.get("sizing") or {}
+    lines += ["", "## Recipe", ""]
+    if sizing:  # an equal-size suite's cell: the widths its budget chose replace the suite's
+        model = model | {"params": model["params"] | sizing["widths"]}
+        lines += [
+            f"Sized to {sizing['target']:,.0f} {sizing['kind']} by the suite's `budget`: "
+            f"{sizing['value']:,.0f} ({sizing['error']:+.1%}), widths "
+            + ", ".join(f"{name} {value}" for name, value in sizing["widths"].items())
+            + ".",
+            "",
+        ]
     lines += [
-        "",
-        "## Recipe",
-        "",
         "```json",
-        json.dumps({"model": config["model"], "training": config["training"]}, indent=2, default=str),
+        json.dumps({"model": model, "training": config["training"]}, indent=2, default=str),
         "```",
         "",
         "## Provenance",

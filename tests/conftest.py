@@ -29,6 +29,18 @@ if _workers > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 
+CHROMIUM_ARGS = [  # a headless Chromium that reaches nothing beyond the page (the HTML tests)
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Vocabulary cache per test session, so a test never depends on an earlier run's files."""

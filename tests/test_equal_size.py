@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import CELL_THREADS, CHROMIUM_ARGS, harness
 
 from harness.cell import data_phase, run_cell
 from harness.config import BudgetPoint, CellSpec, ModelSpec, TrainingSettings, amount
+from harness.export_model import card_text
 from harness.models.registry import TaskInfo, get_adapter
 from harness.record import CellRecord
 from harness.report.trajectories import SeedPath, races, seed_band
@@ -15,7 +17,6 @@ from harness.sizing import BudgetUnreachable, sized_adapter
 from harness.store import Store
 from harness.tasks.registry import BUILTIN_DIR as BUILTIN_TASK_DIR
 from harness.tasks.registry import load_task
-from tests.conftest import CELL_THREADS, harness
 
 RECIPES = {  # the leaderboard's widths: sizing keeps their proportions
     "cnn": {"vocab_size": 20000, "embed_dim": 128, "num_filters": 100},
@@ -191,6 +192,15 @@ def test_a_budgeted_suite_runs_each_size_as_a_model_and_reports_the_grid_and_the
             and row["model"] == f"{sizing['model']}@{row['model'].split('@')[1]}"
         )
         assert row["trajectory"]["points"][-1]["step"] == row["steps"]
+    # an exported sized model's card gives the widths it ran with, not the suite's
+    row = records.iloc[0]
+    with Store(store, create=False) as db:
+        card = card_text(
+            row, db.predictions(row["run_id"], row["cell_id"]), "eager", "model.pt", "validation"
+        )
+    for name, value in row["sizing"]["widths"].items():
+        assert f'"{name}": {value},' in card
+    assert f"Sized to {row['sizing']['target']:,.0f} params" in card
     out = tmp_path / "report"
     reported = harness("report", "--store", str(store), "--out", str(out))
     assert reported.returncode == 0, reported.stderr
@@ -202,8 +212,42 @@ def test_a_budgeted_suite_runs_each_size_as_a_model_and_reports_the_grid_and_the
     assert f"{cnn_40k:.1f}" in cnn_row.split("|")[2]
     race = text.split("#### Training time and FLOPs: SST-2")[1].split("####")[0]
     assert race.count("First to ") + race.count("no model's seeds mostly reached it") == 3
-    html = (out / "index.html").read_text()
-    assert "against training seconds" in html and "against training FLOPs" in html
+    # the 90% race by hand: per model, the median over seeds of when a seed first reached it
+    paths = {m: [t["points"] for t in g["trajectory"]] for m, g in records.groupby("model")}
+    target = 0.9 * max(np.mean([p[-1]["value"] for p in seeds]) for seeds in paths.values())
+    for model, seeds in paths.items():
+        hits = [next((p["train_seconds"] for p in points if p["value"] >= target), None) for points in seeds]
+        hits = [h for h in hits if h is not None]
+        row = next(line for line in race.splitlines() if line.startswith(f"| {model} |"))
+        expected = f"{np.median(hits):,.0f} ({len(hits)}/2)" if hits else "—"
+        assert row.split("|")[3].strip() == expected, (row, hits)
+    in_browser(out / "index.html", records)
+
+
+def in_browser(page_file, records) -> None:
+    """The two trajectory plots draw a line per model and a band per model with two seeds."""
+    import shutil
+
+    from playwright import sync_api
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto(page_file.resolve().as_uri())
+            for axis in ("train_seconds", "train_flops"):
+                figure = f'[data-figure="fig-0-{axis}"]'
+                page.wait_for_selector(f"{figure} .scatterlayer .trace")
+                names = page.evaluate(f"document.querySelector('{figure}').data.map(t => t.name)")
+                models = sorted(set(records["model"]))
+                assert sorted(n for n in names if not n.endswith(" seeds")) == models
+                assert sorted(n.removesuffix(" seeds") for n in names if n.endswith(" seeds")) == models
+            assert problems == []
+        finally:
+            browser.close()
 
 
 def test_budgets_refuse_models_without_widths_and_bad_counts(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import harness
+from conftest import CHROMIUM_ARGS, harness
 from scipy import stats
 
 from harness.config import CellSpec, ModelSpec, ProbeSpec, TrainingSettings
@@ -368,17 +368,6 @@ def test_report_of_an_unknown_run_is_one_line_and_exit_2(store_path, tmp_path):
 
 
 # --------------------------------------------------------------------------- the page in a browser
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def column_values(page, table: str, column: int) -> list[tuple[float, str]]:
