@@ -31,7 +31,7 @@ from harness.deploy.capabilities import capabilities
 from harness.deploy.phase import BackendResult, deploy_phase, warm_up
 from harness.events import Progress
 from harness.fingerprint import code_fingerprint, combined, vocabulary_hash
-from harness.models.registry import FittedAdapter, TaskInfo, get_adapter
+from harness.models.registry import Adapter, FittedAdapter, TaskInfo, get_adapter
 from harness.record import CellRecord, now
 from harness.tasks.data import Examples, TaskData, load_task_data
 from harness.tasks.metrics import compute_metrics, split_metric_key, two_class_misfit
@@ -181,8 +181,9 @@ def train_phase(
     record: CellRecord,
     on_progress: Callable[[Progress], None],
 ) -> tuple[torch.nn.Module, TrainStats]:
-    """The model built from the cell's seed and trained (a fitted adapter's: fitted); early
-    stopping scores the holdout."""
+    """The model built from the cell's seed (sized to the cell's budget, when it has one) and
+    trained (a fitted adapter's: fitted); early stopping scores the holdout, and the learning
+    trajectory is scored on the holdout, else on the evaluation rows of the primary metric."""
     settings, task = spec.training, spec.task
     seed_everything(spec.seed)
     info = TaskInfo(
@@ -193,55 +194,51 @@ def train_phase(
         pad_token_id=inputs.tokenizer.pad_token_id,
     )
     adapter = get_adapter(spec.model)
+    split, rows = (
+        ("holdout", inputs.holdout) if inputs.holdout is not None else ("eval", primary_rows(spec, inputs))
+    )
+    record.trajectory = {"split": split, "metric": trajectory_metric(spec)}
     if isinstance(adapter, FittedAdapter):
         model = adapter.build(info)
         on_progress(Progress("train", 1, 1, 0, 1))
         stats = adapter.fit(model, inputs.train, spec.seed)  # on the CPU, as scikit-learn fits
-        record.trajectory = {
-            "split": "holdout" if inputs.holdout is not None else "eval",
-            "metric": trajectory_metric(spec),
-        }
         if not adapter.seeded:
             record.notes.append("the fit has no randomness: this cell stands for every seed of the suite")
         return model.to(device), stats
     if spec.budget is not None:
-        tokens = work.representative_length(next(iter(inputs.eval.values())))
-        base_label = spec.model.display_label.removesuffix(f"@{spec.budget.label}")
-        adapter, chosen = sizing.sized_adapter(adapter, info, spec.budget, tokens, base_label)
-        record.sizing = chosen.to_dict()
+        adapter = sized(spec, adapter, info, inputs, record)
     model = adapter.build(info).to(device)
-    metric = trajectory_metric(spec)
-
-    def score_on(rows: Encoded) -> Callable[[torch.nn.Module], float]:
-        def score(trained: torch.nn.Module) -> float:
-            outputs = predict(trained, rows, settings.eval_batch_size, device, settings.amp)
-            return compute_metrics([metric], outputs, rows.labels)[metric]
-
-        return score
-
-    score_holdout = score_on(inputs.holdout) if inputs.holdout is not None else None
-
     if settings.amp_cpu and device.type == "cpu" and not cpu_bf16_training(settings, device):
         record.notes.append(
             "amp_cpu asked for bf16 training, but this CPU has no native bf16: trained in fp32"
         )
-    stopping = score_holdout if settings.early_stopping_patience is not None else None
-    split, rows = (
-        ("holdout", inputs.holdout)
-        if inputs.holdout is not None
-        else ("eval", inputs.eval[primary_eval_name(spec, inputs)])
-    )
-    trajectory = Trajectory(
-        score_on(rows),
-        split,
-        work.flops_by_length(model, settings.max_seq_length),
-        spec.trajectory_every_steps,
-    )
-    record.trajectory = {"split": split, "metric": metric}
+
+    def score_on(rows: Encoded) -> Callable[[torch.nn.Module], float]:
+        def score(trained: torch.nn.Module) -> float:
+            outputs = predict(trained, rows, settings.eval_batch_size, device, settings.amp)
+            metric = record.trajectory["metric"]
+            return compute_metrics([metric], outputs, rows.labels)[metric]
+
+        return score
+
+    stopping = score_on(inputs.holdout) if settings.early_stopping_patience is not None else None
+    flops = work.flops_by_length(model, settings.max_seq_length)
+    trajectory = Trajectory(score_on(rows), split, flops, spec.trajectory_every_steps)
     stats = train(
         model, inputs.train, settings, spec.seed, device, stopping, on_progress, trajectory=trajectory
     )
     return model, stats
+
+
+def sized(
+    spec: CellSpec, adapter: Adapter, info: TaskInfo, inputs: CellInputs, record: CellRecord
+) -> Adapter:
+    """The adapter with its widths made to the cell's budget (`harness/sizing.py`), recorded."""
+    tokens = work.representative_length(next(iter(inputs.eval.values())))
+    base_label = spec.model.display_label.removesuffix(f"@{spec.budget.label}")
+    adapter, chosen = sizing.sized_adapter(adapter, info, spec.budget, tokens, base_label)
+    record.sizing = chosen.to_dict()
+    return adapter
 
 
 def finished_trajectory(record: CellRecord, stats: TrainStats) -> list[dict]:
@@ -274,6 +271,10 @@ def primary_eval_name(spec: CellSpec, inputs: CellInputs) -> str:
     """The evaluation the primary metric is computed on (MNLI's `accuracy_matched`: `matched`)."""
     name = split_metric_key(spec.task.primary_metric)[1]
     return name if name in inputs.eval else next(iter(inputs.eval))
+
+
+def primary_rows(spec: CellSpec, inputs: CellInputs) -> Encoded:
+    return inputs.eval[primary_eval_name(spec, inputs)]
 
 
 def evaluate_phase(

@@ -66,18 +66,48 @@ class TrainStats:
 
 
 @dataclass
-class Clock:
-    """Training spent so far: seconds in steps, examples seen, and FLOPs."""
+class TrajectoryRecorder:
+    """Training spent so far (seconds in steps, examples seen, FLOPs) and the trajectory's points."""
 
+    plan: Trajectory | None
     seconds: float = 0.0
     examples: int = 0
     flops: float = 0.0
+    points: list[dict] = field(default_factory=list)
 
-    def add(self, seconds: float, examples: int, trajectory: Trajectory | None, lengths: np.ndarray) -> None:
+    def count(self, seconds: float, lengths: np.ndarray) -> None:
+        """One step of `seconds` over examples of these token counts."""
         self.seconds += seconds
-        self.examples += examples
-        if trajectory is not None and trajectory.example_flops is not None:
-            self.flops += 3.0 * float(trajectory.example_flops[lengths].sum())
+        self.examples += len(lengths)
+        if self.plan is not None and self.plan.example_flops is not None:
+            self.flops += 3.0 * float(self.plan.example_flops[lengths].sum())
+
+    def due(self, steps: int, step: int, batches: int) -> bool:
+        """A point between steps: every N steps, except on an epoch's last (the epoch's own)."""
+        every = self.plan.every_steps if self.plan is not None else None
+        return bool(every) and steps % every == 0 and step < batches
+
+    def take(
+        self, model: nn.Module, steps: int, epoch: float, holdout: float | None = None, last: bool = False
+    ) -> None:
+        """A point: the holdout score early stopping just took, when it did; none for the evaluation
+        split's last (the final evaluation fills it in); else the model scored now."""
+        if self.plan is None:
+            return
+        if self.plan.split == "holdout" and holdout is not None:
+            value = holdout
+        else:
+            value = None if last and self.plan.split == "eval" else self.plan.score(model)
+        self.points.append(
+            {
+                "step": steps,
+                "epoch": round(epoch, 4),
+                "examples": self.examples,
+                "train_seconds": self.seconds,
+                "train_flops": self.flops if self.plan.example_flops is not None else None,
+                "value": value,
+            }
+        )
 
 
 def synchronize(device: torch.device) -> None:
@@ -192,19 +222,7 @@ def train(
     stats = TrainStats()
     best_score, best_state, stale = -np.inf, None, 0
     started = time.perf_counter()
-    clock = Clock()
-
-    def trajectory_point(epoch: float, value: float | None) -> None:
-        stats.trajectory.append(
-            {
-                "step": stats.steps,
-                "epoch": round(epoch, 4),
-                "examples": clock.examples,
-                "train_seconds": clock.seconds,
-                "train_flops": clock.flops if trajectory.example_flops is not None else None,
-                "value": value,
-            }
-        )
+    recorder = TrajectoryRecorder(trajectory)
 
     for epoch in range(1, settings.epochs + 1):
         model.train()
@@ -232,14 +250,13 @@ def train(
                 stats.steady_seconds += now - last_end
                 stats.steady_examples += len(indices)
                 stats.steady_tokens += int(lengths[indices].sum())
-            clock.add(now - last_end, len(indices), trajectory, lengths[indices])
+            recorder.count(now - last_end, lengths[indices])
             last_end = now
             stats.steps += 1
             epoch_loss += loss_value
             on_progress(Progress("train", epoch, settings.epochs, step, len(batches), loss_value))
-            every = trajectory.every_steps if trajectory is not None else None
-            if every and stats.steps % every == 0 and step < len(batches):
-                trajectory_point(epoch - 1 + step / len(batches), trajectory.score(model))
+            if recorder.due(stats.steps, step, len(batches)):
+                recorder.take(model, stats.steps, epoch - 1 + step / len(batches))
                 model.train()
                 synchronize(device)
                 last_end = time.perf_counter()  # the scoring is not training time
@@ -257,16 +274,12 @@ def train(
                 stale += 1
         stats.history.append(record)
         stopping = settings.early_stopping_patience is not None and stale >= settings.early_stopping_patience
-        if trajectory is not None:
-            last = stopping or epoch == settings.epochs
-            if trajectory.split == "holdout" and "holdout_primary" in record:
-                value = record["holdout_primary"]
-            else:  # the evaluation split's last point is the final evaluation itself
-                value = None if last and trajectory.split == "eval" else trajectory.score(model)
-            trajectory_point(epoch, value)
+        last = stopping or epoch == settings.epochs
+        recorder.take(model, stats.steps, epoch, record.get("holdout_primary"), last)
         if stopping:
             break
 
+    stats.trajectory = recorder.points
     if best_state is not None:
         model.load_state_dict(best_state)
     synchronize(device)

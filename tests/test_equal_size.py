@@ -240,7 +240,7 @@ def in_browser(page_file, records) -> None:
             page.goto(page_file.resolve().as_uri())
             for axis in ("train_seconds", "train_flops"):
                 figure = f'[data-figure="fig-0-{axis}"]'
-                page.wait_for_selector(f"{figure} .scatterlayer .trace")
+                page.wait_for_selector(f"{figure} .scatterlayer .trace", state="attached")
                 names = page.evaluate(f"document.querySelector('{figure}').data.map(t => t.name)")
                 models = sorted(set(records["model"]))
                 assert sorted(n for n in names if not n.endswith(" seeds")) == models
