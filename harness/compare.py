@@ -10,7 +10,9 @@ Quality metrics (accuracy, F1, ...; higher is better):
   quality metric at `alpha`) and a size beyond `min_effect` points. The minimum
   detectable effect (80% power) for the seeds given is reported beside it.
 - With one seed on either side there is no spread to test against: only the
-  absolute tolerance `min_effect` decides, and the verdict is marked weak.
+  absolute tolerance `min_effect` decides, and the verdict is marked weak, except for
+  a model fitted without randomness (`tfidf`): with no seed noise to hide behind, a
+  change beyond the tolerance is the code's or the data's, and is not weak.
 
 Speed and memory are compared only when the hardware matches (device name, CPU
 model, threads): a ratio of medians beyond a relative tolerance (10% throughput and
@@ -208,6 +210,15 @@ def minimum_detectable_effect(
     )
 
 
+def _unseeded(frame: pd.DataFrame) -> bool:
+    """The rows are of a model whose fit the seed does not change (`Adapter.seeded = False`)."""
+    from harness.models.registry import load_adapters
+
+    adapters = load_adapters()
+    names = set(frame["adapter"]) if "adapter" in frame else set()
+    return bool(names) and all(name in adapters and not adapters[name].seeded for name in names)
+
+
 def _values(frame: pd.DataFrame, metric: str) -> np.ndarray:
     values = [m.get(metric) for m in frame["metrics"]]
     return np.array([v for v in values if v is not None and not math.isnan(v)], dtype=float)
@@ -248,12 +259,16 @@ def compare_quality(
             row.delta = row.current_mean - row.baseline_mean
             gain = float(c.mean() - b.mean())
             effect = thresholds.effect_for(task, metric)
+            fitted = _unseeded(current[(current.task == task) & (current.variant == variant)])
             if len(b) >= 2 and len(c) >= 2:
                 row.mde = minimum_detectable_effect(b, c, thresholds.alpha)
                 pending.append((row, gain, *welch_one_sided(b, c)))
             else:
-                row.weak = True
-                row.reason = f"one seed: absolute tolerance {effect} points only (weak verdict)"
+                if fitted:  # no seed noise to test against: a change is the code's or the data's
+                    row.reason = f"a fit without randomness: any change is real; tolerance {effect} points"
+                else:
+                    row.weak = True
+                    row.reason = f"one seed: absolute tolerance {effect} points only (weak verdict)"
                 if gain < -effect:
                     row.verdict = "regression"
                 elif gain > effect:

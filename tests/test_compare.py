@@ -8,12 +8,12 @@ import xml.etree.ElementTree as ElementTree
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import harness
+from conftest import REPO, harness
 
 from harness.cell import run_cell
 from harness.compare import Thresholds, compare, has_regression, load_side, save_baseline
 from harness.config import CellSpec, ModelSpec, TrainingSettings
-from harness.store import Store
+from harness.store import Store, load_records
 from harness.tasks.registry import BUILTIN_DIR as BUILTIN_TASK_DIR
 from harness.tasks.registry import load_task
 
@@ -255,3 +255,15 @@ def test_welch_with_seeds_that_agree_on_one_side_uses_the_other_sides_spread_and
     assert welch_pvalue([80, 80], [80, 80]) == 1.0
     assert welch_pvalue([79, 79], [80, 80], "less") == 0.0
     assert welch_pvalue([79, 79], [80, 80], "greater") == 1.0
+
+
+def test_a_fit_without_randomness_is_compared_on_its_tolerance_not_as_weak():
+    records = load_records(REPO / "results" / "leaderboard" / "harness.db")
+    tfidf = records[(records.task == "sst2") & (records.model == "tfidf")]
+    worse = tfidf.assign(metrics=[{k: v - 1.0 for k, v in m.items()} for m in tfidf["metrics"]])
+    (accuracy,) = [r for r in compare(tfidf, worse, Thresholds(compare_cost=False)) if r.metric == "accuracy"]
+    assert accuracy.verdict == "regression" and not accuracy.weak
+    assert accuracy.delta == pytest.approx(-1.0) and "without randomness" in accuracy.reason
+    cnn = records[(records.task == "sst2") & (records.model == "cnn") & (records.seed == 0)]
+    (seeded,) = [r for r in compare(cnn, cnn, Thresholds(compare_cost=False)) if r.metric == "accuracy"]
+    assert seeded.weak  # one seed of a seeded model: still a weak verdict
