@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,27 @@ CHROMIUM_ARGS = [  # a headless Chromium that reaches nothing beyond the page (t
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@contextmanager
+def browser_page(path: Path, viewport: dict | None = None):
+    """The page at `path` in headless Chromium, and the errors it raises or logs, as a person's
+    browser would show it."""
+    from playwright import sync_api  # the `test` extra installs it; .ci/run installs chromium
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    assert Path(chromium).is_file(), "no chromium: apt-get install chromium (.ci/run does)"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=viewport or {"width": 1366, "height": 900})
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.goto(path.resolve().as_uri())
+            yield page, problems
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CELL_THREADS, CHROMIUM_ARGS, harness
+from conftest import CELL_THREADS, browser_page, harness
 
 from harness.cell import data_phase, run_cell
 from harness.config import BudgetPoint, CellSpec, ModelSpec, TrainingSettings, amount
@@ -226,36 +226,12 @@ def test_a_budgeted_suite_runs_each_size_as_a_model_and_reports_the_grid_and_the
 
 def in_browser(page_file, records) -> None:
     """The two trajectory plots draw a line per model and a band per model with two seeds."""
-    import shutil
-
-    from playwright import sync_api
-
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1366, "height": 900})
-            problems: list[str] = []
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.goto(page_file.resolve().as_uri())
-            for axis in ("train_seconds", "train_flops"):
-                figure = f'[data-figure="fig-0-{axis}"]'
-                page.wait_for_selector(f"{figure} .scatterlayer .trace", state="attached")
-                names = page.evaluate(f"document.querySelector('{figure}').data.map(t => t.name)")
-                models = sorted(set(records["model"]))
-                assert sorted(n for n in names if not n.endswith(" seeds")) == models
-                assert sorted(n.removesuffix(" seeds") for n in names if n.endswith(" seeds")) == models
-            assert problems == []
-        finally:
-            browser.close()
-
-
-def test_budgets_refuse_models_without_widths_and_bad_counts(tmp_path):
-    suite = tmp_path / "bad.yaml"
-    suite.write_text(EQUAL.replace("  - {adapter: cnn,", "  - {adapter: tfidf}\n  - {adapter: cnn,"))
-    ran = harness("run", str(suite), "--store", str(tmp_path / "h.db"))
-    assert ran.returncode == 2 and "tfidf (tfidf) has no width parameters a budget can size" in ran.stderr
-    suite.write_text(EQUAL.replace("[40k, 80k]", "[40k, lots]"))
-    ran = harness("run", str(suite), "--store", str(tmp_path / "h.db"))
-    assert ran.returncode == 2 and "'lots' is not a count" in ran.stderr
-    assert not (tmp_path / "h.db").exists() or Store(tmp_path / "h.db", create=False).records().empty
+    with browser_page(page_file) as (page, problems):
+        for axis in ("train_seconds", "train_flops"):
+            figure = f'[data-figure="fig-0-{axis}"]'
+            page.wait_for_selector(f"{figure} .scatterlayer .trace", state="attached")
+            names = page.evaluate(f"document.querySelector('{figure}').data.map(t => t.name)")
+            models = sorted(set(records["model"]))
+            assert sorted(n for n in names if not n.endswith(" band")) == models
+            assert sorted(n.removesuffix(" band") for n in names if n.endswith(" band")) == models
+        assert problems == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import harness
+from conftest import browser_page, harness
 from scipy import stats
 
 from harness.config import TrainingSettings
@@ -239,40 +239,25 @@ def test_mcnemar_and_holm_by_hand():
 
 
 def test_the_new_plots_render_one_line_per_model(fair_run, tmp_path):
-    from playwright import sync_api
-
-    from tests.test_report import CHROMIUM_ARGS
-
     folder, store = fair_run
     done = harness("report", "--store", str(store), "--out", str(tmp_path / "report"), cwd=folder)
     assert done.returncode == 0, done.stderr
-    page_path = (tmp_path / "report" / "index.html").resolve()
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1366, "height": 900})
-            problems: list[str] = []
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.goto(page_path.as_uri())
-            for kind in ("curve", "reliability"):
-                # a line's markers: the first trace may be a seed band, of no height where seeds agree
-                page.wait_for_selector(f'[data-figure="fig-0-{kind}"] .scatterlayer .trace .points path')
-                lines = page.evaluate(
-                    f"document.querySelector('[data-figure=\"fig-0-{kind}\"]').data"
-                    ".filter(t => t.mode === 'lines+markers').map(t => t.name)"
-                )
-                assert sorted(lines) == ["cnn", "transformer"], kind
-            curve_points = page.evaluate(
-                "document.querySelector('[data-figure=\"fig-0-curve\"]').data"
-                ".filter(t => t.mode === 'lines+markers').map(t => t.x)"
+    with browser_page(tmp_path / "report" / "index.html") as (page, problems):
+        for kind in ("curve", "reliability"):
+            # a line's markers: the first trace may be a seed band, of no height where seeds agree
+            page.wait_for_selector(f'[data-figure="fig-0-{kind}"] .scatterlayer .trace .points path')
+            lines = page.evaluate(
+                f"document.querySelector('[data-figure=\"fig-0-{kind}\"]').data"
+                ".filter(t => t.mode === 'lines+markers').map(t => t.name)"
             )
-            assert curve_points == [[120, 480], [120, 480]]
-            page.screenshot(path=str(tmp_path / "fair.png"), full_page=True)
-            assert problems == []
-        finally:
-            browser.close()
+            assert sorted(lines) == ["cnn", "transformer"], kind
+        curve_points = page.evaluate(
+            "document.querySelector('[data-figure=\"fig-0-curve\"]').data"
+            ".filter(t => t.mode === 'lines+markers').map(t => t.x)"
+        )
+        assert curve_points == [[120, 480], [120, 480]]
+        page.screenshot(path=str(tmp_path / "fair.png"), full_page=True)
+        assert problems == []
 
 
 # --------------------------------------------------------------------------- against the literature

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.report.plots import hex_to_rgba, scatter_layout
+from harness.report.plots import band_trace, scatter_layout
 from harness.report.stats import Estimate, t_interval
 from harness.tasks.metrics import higher_is_better
 
@@ -124,19 +124,7 @@ def curve_figure(title: str, primary: str, curves: Sequence[Curve], colour_of: d
         banded = [p for p in points if p.score.half_width is not None]
         if len(banded) == len(points):
             traces.append(
-                {
-                    "type": "scatter",
-                    "mode": "lines",
-                    "x": x + x[::-1],
-                    "y": [p.score.high for p in points] + [p.score.low for p in points][::-1],
-                    "fill": "toself",
-                    "fillcolor": hex_to_rgba(colour, 0.15),
-                    "line": {"width": 0},
-                    "hoverinfo": "skip",
-                    "showlegend": False,
-                    "legendgroup": name,
-                    "name": f"{name} interval",
-                }
+                band_trace(x, [p.score.low for p in points], [p.score.high for p in points], colour, name)
             )
         traces.append(
             {

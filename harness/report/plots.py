@@ -45,6 +45,26 @@ def hex_to_rgba(colour: str, alpha: float) -> str:
     return f"rgba({red}, {green}, {blue}, {alpha})"
 
 
+def band_trace(
+    x: Sequence[float], low: Sequence[float], high: Sequence[float], colour: str, name: str
+) -> dict:
+    """A translucent band between `low` and `high` over `x`, grouped with the line called `name`
+    (a model's seed interval or range); hidden from the legend and from hovering."""
+    return {
+        "type": "scatter",
+        "mode": "lines",
+        "x": [*x, *x[::-1]],
+        "y": [*high, *low[::-1]],
+        "fill": "toself",
+        "fillcolor": hex_to_rgba(colour, 0.15),
+        "line": {"width": 0},
+        "hoverinfo": "skip",
+        "showlegend": False,
+        "legendgroup": name,
+        "name": f"{name} band",
+    }
+
+
 def colours(models: Sequence[str]) -> dict[str, str]:
     return {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(models)}
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness.config import amount_label
-from harness.report.plots import hex_to_rgba, scatter_layout
+from harness.report.plots import band_trace, scatter_layout
 
 SHARES = (0.9, 0.95, 0.99)  # of the best final mean: the scores the race is run to
 AXES = {"train_seconds": "training seconds (log)", "train_flops": "training FLOPs (log)"}
@@ -179,21 +179,7 @@ def trajectory_figure(
         x, mean, low, high = band
         colour, name = colour_of.get(model, "#444"), html.escape(model)
         if len(paths) > 1:
-            traces.append(
-                {
-                    "type": "scatter",
-                    "mode": "lines",
-                    "x": [*x, *x[::-1]],
-                    "y": [*high, *low[::-1]],
-                    "fill": "toself",
-                    "fillcolor": hex_to_rgba(colour, 0.15),
-                    "line": {"width": 0},
-                    "hoverinfo": "skip",
-                    "showlegend": False,
-                    "legendgroup": name,
-                    "name": f"{name} seeds",
-                }
-            )
+            traces.append(band_trace(list(x), list(low), list(high), colour, name))
         traces.append(
             {
                 "type": "scatter",
@@ -203,7 +189,7 @@ def trajectory_figure(
                 "name": name,
                 "legendgroup": name,
                 "line": {"color": colour},
-                "hovertemplate": f"{name}<br>%{{x:.3s}}<br>%{{y:.1f}}<extra></extra>",
+                "hovertemplate": "%{fullData.name}<br>%{x:.3s}<br>%{y:.1f}<extra></extra>",
             }
         )
     if not traces:
