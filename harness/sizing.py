@@ -5,10 +5,10 @@ from-scratch model once per value. Each model names two width parameters (`width
 the embedding width first, then the width of what reads it: filters, hidden size, d_ff), and
 the cell, once its vocabulary is known, chooses them so that the model's parameter count (or
 forward FLOPs per example at the evaluation split's representative length) is within
-±`TOLERANCE` of the budget. Of the widths that meet it, those closest to the model's own
-proportions (the suite's ratio of the two widths) win, so a small budget shrinks the model
-rather than deforming it. Sizes are measured on models built on the `meta` device (shapes,
-no memory), so every candidate is counted exactly as the real model is.
+±`TOLERANCE` of the budget. Of the widths that meet it, those that balance hitting the budget
+against keeping the model's own proportions (the suite's ratio of the two widths) win, so a
+small budget shrinks the model rather than deforming it. Sizes are measured on models built on
+the `meta` device (shapes, no memory), so every candidate is counted exactly as the real model is.
 """
 
 from __future__ import annotations
@@ -104,9 +104,10 @@ class Sizer:
         """The fine width that keeps the model's proportions at this embedding width, in units."""
         return max(1, round(coarse_units * self.steps[0] * self.ratio / self.steps[1]))
 
-    def fine_within(self, coarse_units: int) -> int | None:
-        """Of the fine widths whose size is within the tolerance of the budget (an interval, as the
-        size grows with the width), the one closest to the model's proportions; None if empty."""
+    def fine_within(self, coarse_units: int) -> list[int]:
+        """Fine widths whose size is within the tolerance of the budget (an interval, as the size
+        grows with the width): the one nearest the model's proportions and the two nearest the
+        budget. Empty when none is within it."""
         target = self.point.value
 
         def size(fine: int) -> float:
@@ -115,8 +116,18 @@ class Sizer:
         smallest = max(1, first_above(size, target * (1 - TOLERANCE) - 0.5))  # >= budget × (1 - tol)
         largest = first_above(size, target * (1 + TOLERANCE)) - 1  # <= budget × (1 + tol)
         if smallest > largest:
-            return None
-        return min(max(self.proportional_fine(coarse_units), smallest), largest)
+            return []
+        over = first_above(size, target)
+        proportional = min(max(self.proportional_fine(coarse_units), smallest), largest)
+        return sorted({fine for fine in (proportional, over - 1, over) if smallest <= fine <= largest})
+
+    def cost(self, coarse_units: int, fine_units: int) -> float:
+        """How far a fit is from ideal: its miss of the budget in tolerances (5% costs 1) plus how
+        far its proportion of the widths is from the model's own in factors of 1.5 (1.5× costs 1)."""
+        widths = self.widths(coarse_units, fine_units)
+        deformation = abs(math.log(widths[self.fields[1]] / widths[self.fields[0]] / self.ratio))
+        miss = abs(self.size(coarse_units, fine_units) / self.point.value - 1)
+        return miss / TOLERANCE + deformation / math.log(1.5)
 
 
 def sized_adapter(
@@ -124,23 +135,21 @@ def sized_adapter(
 ) -> tuple[Adapter, Sizing]:
     """The adapter with widths that meet the budget, and what was chosen; `BudgetUnreachable`
     when none do. The embedding widths tried are those around where the model at its own
-    proportions reaches the budget; of the fits, the least deformed (then the closest) wins."""
+    proportions reaches the budget; of the fits, the one of least `Sizer.cost` wins."""
     sizer = Sizer(adapter, info, point, tokens)
     centre = first_above(lambda units: sizer.size(units, sizer.proportional_fine(units)), point.value)
-    found: list[tuple[float, float, int, int]] = []  # (deformation, miss, coarse, fine)
-    for coarse in range(max(1, centre - WINDOW), centre + WINDOW + 1):
-        fine = sizer.fine_within(coarse)
-        if fine is not None:
-            widths = sizer.widths(coarse, fine)
-            deformation = abs(math.log(widths[sizer.fields[1]] / widths[sizer.fields[0]] / sizer.ratio))
-            found.append((deformation, abs(sizer.size(coarse, fine) / point.value - 1), coarse, fine))
+    found = [
+        (sizer.cost(coarse, fine), coarse, fine)
+        for coarse in range(max(1, centre - WINDOW), centre + WINDOW + 1)
+        for fine in sizer.fine_within(coarse)
+    ]
     if not found:
         raise BudgetUnreachable(
             f"no {' and '.join(sizer.fields)} of {model} give {point.kind} within ±{TOLERANCE:.0%} of "
             f"{point.value:,.0f} (the smallest model has {sizer.size(1, 1):,.0f}; the vocabulary has "
             f"{info.vocab_size:,} rows)"
         )
-    _, _, coarse, fine = min(found)
+    _, coarse, fine = min(found)
     widths = sizer.widths(coarse, fine)
     stated = tokens if point.kind == "flops_per_example" else None
     return adapter.with_widths(widths), Sizing(
