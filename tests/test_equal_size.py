@@ -12,7 +12,7 @@ from harness.config import BudgetPoint, CellSpec, ModelSpec, TrainingSettings, a
 from harness.export_model import card_text
 from harness.models.registry import TaskInfo, get_adapter
 from harness.record import CellRecord
-from harness.report.trajectories import SeedPath, races, seed_band
+from harness.report.trajectories import Reach, SeedPath, races, seed_band
 from harness.sizing import BudgetUnreachable, sized_adapter
 from harness.store import Store
 from harness.tasks.registry import BUILTIN_DIR as BUILTIN_TASK_DIR
@@ -146,11 +146,11 @@ def test_race_and_band_by_hand():
     assert [r.target for r in race] == pytest.approx([0.9 * 89, 0.95 * 89, 0.99 * 89])
     # 80.1: fast's seeds at 3 s (90) and 2 s (85): median 2.5; slow's at 8 s (82) and never (80)
     first = race[0]
-    assert first.times["fast"] == (2.5, 25.0, 2, 2)
-    assert first.times["slow"] == (8.0, 80.0, 1, 2)
-    assert first.winner(0) == "fast"
+    assert first.times["fast"] == Reach(2.5, 25.0, 2, 2)
+    assert first.times["slow"] == Reach(8.0, 80.0, 1, 2)
+    assert first.winner("seconds") == first.winner("flops") == "fast"
     # 88.1: only fast's seed 0 (90 at 3 s); 1 of 2 seeds is not a majority, so no winner
-    assert race[2].times["fast"] == (3.0, 30.0, 1, 2) and race[2].winner(0) is None
+    assert race[2].times["fast"] == Reach(3.0, 30.0, 1, 2) and race[2].winner("seconds") is None
     x, mean, low, high = seed_band(fast, "train_seconds")
     assert list(x) == [1, 2, 3]  # where both seeds were measured: up to seed 0's last point
     assert list(mean) == pytest.approx([65, 82.5, (90 + (85 + 88) / 2) / 2])

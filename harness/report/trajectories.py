@@ -44,16 +44,33 @@ class SeedPath:
         return next((p for p in self.points if _finite(p.get("value")) and p["value"] >= target), None)
 
 
+@dataclass(frozen=True)
+class Reach:
+    """When one model's seeds first reached a score: medians over the seeds that did."""
+
+    seconds: float | None
+    flops: float | None
+    reached: int  # seeds that reached it
+    seeds: int
+
+    @property
+    def by_most(self) -> bool:
+        return self.reached * 2 > self.seeds
+
+
 @dataclass
 class Race:
-    """Who reaches `target` first: per model, the median over its seeds that got there."""
+    """Who reaches `target` (a `share` of the best final mean) first."""
 
     share: float
     target: float
-    times: dict[str, tuple[float | None, float | None, int, int]]  # model → (seconds, flops, reached, seeds)
+    times: dict[str, Reach]  # model → when it got there
 
-    def winner(self, axis: int) -> str | None:
-        reached = {m: t[axis] for m, t in self.times.items() if t[axis] is not None and t[2] * 2 > t[3]}
+    def winner(self, by: str) -> str | None:
+        """The model a majority of whose seeds got there first, by "seconds" or "flops"."""
+        reached = {
+            m: getattr(r, by) for m, r in self.times.items() if r.by_most and getattr(r, by) is not None
+        }
         return min(reached, key=reached.get) if reached else None
 
 
@@ -73,20 +90,20 @@ def race_sentences(trajectories: Trajectories) -> list[str]:
     sentences = []
     what = f"{trajectories.split} {trajectories.metric}"
     for race in trajectories.races:
-        by_time, by_flops = race.winner(0), race.winner(1)
+        by_time, by_flops = race.winner("seconds"), race.winner("flops")
         if by_time is None:
             sentences.append(
                 f"{race.target:.1f} ({race.share:.0%} of the best final {what}): "
                 "no model's seeds mostly reached it."
             )
             continue
-        seconds, _, reached, seeds = race.times[by_time]
+        first = race.times[by_time]
         text = (
             f"First to {race.target:.1f} ({race.share:.0%} of the best final {what}): {by_time} after "
-            f"{seconds:,.0f} s of training ({reached}/{seeds} seeds)"
+            f"{first.seconds:,.0f} s of training ({first.reached}/{first.seeds} seeds)"
         )
         if by_flops is not None:
-            text += f"; by training FLOPs, {by_flops} after {amount_label(race.times[by_flops][1])} FLOPs"
+            text += f"; by training FLOPs, {by_flops} after {amount_label(race.times[by_flops].flops)} FLOPs"
         sentences.append(text + ".")
     return sentences
 
@@ -140,7 +157,7 @@ def races(paths: dict[str, list[SeedPath]], finals: dict[str, float]) -> list[Ra
             hits = [hit for path in seeds if (hit := path.first_reaching(target)) is not None]
             seconds = [h["train_seconds"] for h in hits if _finite(h.get("train_seconds"))]
             flops = [h["train_flops"] for h in hits if _finite(h.get("train_flops"))]
-            times[model] = (
+            times[model] = Reach(
                 float(np.median(seconds)) if seconds else None,
                 float(np.median(flops)) if flops else None,
                 len(hits),
