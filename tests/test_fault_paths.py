@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -321,16 +322,18 @@ def test_a_script_without_a_main_guard_gets_a_message_not_a_hang(tmp_path):
     to a pipe nobody read; now it returns a failure that names the missing guard."""
     script = tmp_path / "unguarded.py"
     script.write_text(UNGUARDED_SCRIPT)
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "TMPDIR": str(scratch)},
-    )
+    # the fork server's socket goes under TMPDIR: a short folder, as a socket path has at most 107
+    # bytes (pytest's own folders, /tmp/pytest-of-root/pytest-107/popen-gw1/test_…, grow past it)
+    with tempfile.TemporaryDirectory(prefix="unguarded-") as scratch:
+        result = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TMPDIR": scratch},
+        )
+        left = list(Path(scratch).glob("harness-work-*"))
     assert result.returncode == 0, result.stderr
     assert "CellFailure" in result.stdout and "exited with code 1 while starting" in result.stdout
     assert 'if __name__ == "__main__":' in result.stdout
-    assert list(scratch.glob("harness-work-*")) == []  # the file that carried the work is gone
+    assert left == []  # the file that carried the work is gone
