@@ -213,10 +213,11 @@ def train_phase(
             "amp_cpu asked for bf16 training, but this CPU has no native bf16: trained in fp32"
         )
 
+    metric = record.trajectory["metric"]
+
     def score_on(rows: Encoded) -> Callable[[torch.nn.Module], float]:
         def score(trained: torch.nn.Module) -> float:
             outputs = predict(trained, rows, settings.eval_batch_size, device, settings.amp)
-            metric = record.trajectory["metric"]
             return compute_metrics([metric], outputs, rows.labels)[metric]
 
         return score

@@ -655,13 +655,8 @@ def variant_label(label: str, point: Any, train_size: Any) -> str:
     return with_point(label, point) + (f"@n={train_size}" if on_curve else "")
 
 
-HASHED_WHEN_SET = (
-    "train_size",
-    "sweep_point",
-    "holdout",
-    "keep_models",
-    "budget",
-)  # a kept model is a product too
+# a kept model is a product too; a budget changes the model's widths
+HASHED_WHEN_SET = ("train_size", "sweep_point", "holdout", "keep_models", "budget")
 
 
 class CellSpec(Strict):
