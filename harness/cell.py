@@ -36,6 +36,7 @@ from harness.record import CellRecord, now
 from harness.tasks.data import Examples, TaskData, load_task_data
 from harness.tasks.metrics import compute_metrics, split_metric_key, two_class_misfit
 from harness.trackers import machine, speed, work
+from harness.trackers.contention import ContentionTracker
 from harness.trackers.memory import MemoryTracker
 from harness.train import TrainStats, Trajectory, cpu_bf16_training, predict, to_predictions, train
 
@@ -99,15 +100,16 @@ def run_cell(
     record = CellRecord.for_spec(spec, run_id)
     device = pick_device(spec.device)
     memory = MemoryTracker(device)
+    contention = ContentionTracker()
     if spec.threads:
         torch.set_num_threads(spec.threads)
 
-    with memory.phase("train"):
+    with memory.phase("train"), contention.phase("train"):
         inputs = data_phase(spec, record)
         release_freed_memory()  # what reading and encoding the rows left, before training keeps blocks
         allocator = keep_freed_memory()
         model, stats = train_phase(spec, inputs, device, record, on_progress)
-    with memory.phase("inference"):
+    with memory.phase("inference"), contention.phase("inference"):
         evaluation = evaluate_phase(spec, inputs, model, device, stats.epochs_run, on_progress)
         probing = time.perf_counter()
         record.probes = probe_phase(spec, inputs, model, device)
@@ -117,17 +119,18 @@ def run_cell(
 
     on_progress(Progress("deploy", stats.epochs_run, spec.training.epochs, 0, 0))
     settings = spec.training
-    deployed, deployed_outputs = deploy_phase(
-        model,
-        inputs.eval,
-        spec.task.metrics,
-        spec.deploy,
-        settings.eval_batch_size,
-        device,
-        evaluation.eager,
-        spec.deploy_windows,
-        spec.speed,
-    )
+    with contention.phase("deploy"):
+        deployed, deployed_outputs = deploy_phase(
+            model,
+            inputs.eval,
+            spec.task.metrics,
+            spec.deploy,
+            settings.eval_batch_size,
+            device,
+            evaluation.eager,
+            spec.deploy_windows,
+            spec.speed,
+        )
     record.deployed = {name: result.to_dict() for name, result in deployed.items()}
     add_backend_predictions(evaluation.frames, list(inputs.eval), deployed_outputs)
     if inputs.holdout is not None:
@@ -135,6 +138,7 @@ def run_cell(
         record.holdout_metrics = compute_metrics(spec.task.metrics, outputs, inputs.holdout.labels)
 
     record_phase(record, spec, inputs, stats, evaluation, memory)
+    record.contention = contention.phases
     record.trajectory["points"] = finished_trajectory(record, stats)
     fill_provenance(record, device, allocator)
     record.wall_seconds = time.perf_counter() - started

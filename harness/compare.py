@@ -18,7 +18,10 @@ Speed and memory are compared only when the hardware matches (device name, CPU
 model, threads): a ratio of medians beyond a relative tolerance (10% throughput and
 latency, 5% peak memory) is a change; with at least four measurements on each side it
 must also be significant (Mann-Whitney U, one-sided). Four, because with three a side
-the smallest one-sided p-value the exact test can give is 1/20 = 0.05, never below.
+the smallest one-sided p-value the exact test can give is 1/20 = 0.05, never below. A timing
+(speed, latency) counts only the seeds that timed it with the machine to themselves (other
+processes used at most 10% of it: `record.contention`); a side whose every seed shared the
+machine gets no verdict, and says so: a busy machine slows the code without changing it.
 
 A metric in the baseline but not in the current run is `missing` (a regression);
 one only in the current run is `new`. A metric that both runs report but that is
@@ -43,6 +46,7 @@ from scipy import stats
 from harness import strict_json
 from harness.errors import InputError
 from harness.record import CellRecord, fill_variants
+from harness.report.scores import quiet_seeds
 from harness.report.stats import holm_adjusted, welch_pvalue
 from harness.tasks.metrics import higher_is_better
 
@@ -56,10 +60,11 @@ class CostMetric:
     column: str
     higher_is_better: bool
     tolerance: float  # relative
+    phase: str | None = None  # the cell phase that times it (`record.contention`)
 
 
 COST_METRICS = tuple(  # the record's cost fields that carry a tolerance (harness/record.py)
-    CostMetric(name, cost.higher_is_better, cost.tolerance)
+    CostMetric(name, cost.higher_is_better, cost.tolerance, cost.phase)
     for name, cost in CellRecord.costs().items()
     if cost.tolerance is not None
 )
@@ -107,7 +112,7 @@ def save_baseline(records: pd.DataFrame, path: Path) -> None:
     keep += ["config_hash", "status", "metrics"]
     keep += [c.column for c in COST_METRICS] + list(HARDWARE_KEYS)
     keep += ["git_commit", "code_hash", "versions"]
-    keep += [column for column in ("deployed", "probes") if column in records]
+    keep += [column for column in ("deployed", "probes", "contention") if column in records]
     rows = records[keep].to_dict(orient="records")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(strict_json.dumps({"format": BASELINE_FORMAT, "records": rows}, indent=1))
@@ -316,46 +321,57 @@ def compare_cost(baseline: pd.DataFrame, current: pd.DataFrame, alpha: float) ->
         for cost in _with_backends(COST_METRICS, baseline.columns):
             if cost.column not in b_cell or cost.column not in c_cell:
                 continue
-            b = pd.to_numeric(b_cell[cost.column], errors="coerce").dropna().to_numpy(float)
-            c = pd.to_numeric(c_cell[cost.column], errors="coerce").dropna().to_numpy(float)
+            (b_quiet, b_note), (c_quiet, c_note) = _quiet(b_cell, cost), _quiet(c_cell, cost)
+            b = pd.to_numeric(b_quiet[cost.column], errors="coerce").dropna().to_numpy(float)
+            c = pd.to_numeric(c_quiet[cost.column], errors="coerce").dropna().to_numpy(float)
             if not len(b) or not len(c):
                 continue  # not measured on this device (e.g. CUDA memory on a CPU)
             row = Comparison(
-                task,
-                variant,
-                cost.column,
-                "cost",
-                "unchanged",
-                float(b.mean()),
-                float(c.mean()),
-                n_baseline=len(b),
-                n_current=len(c),
-            )
+                task, variant, cost.column, "cost", "skipped", float(b.mean()), float(c.mean()),
+                n_baseline=len(b), n_current=len(c),
+            )  # fmt: skip
+            notes = {"baseline": b_note, "current": c_note}
+            shared = "; ".join(f"{side} {note}" for side, note in notes.items() if note)
             if not same_hardware:
-                row.verdict = "skipped"
                 row.reason = f"hardware differs: {sorted(_hardware(b_cell))} vs {sorted(_hardware(c_cell))}"
-                results.append(row)
-                continue
-            ratio = float(np.median(c) / np.median(b))
-            row.delta = ratio - 1
-            worse = ratio < 1 - cost.tolerance if cost.higher_is_better else ratio > 1 + cost.tolerance
-            better = ratio > 1 + cost.tolerance if cost.higher_is_better else ratio < 1 - cost.tolerance
-            if (worse or better) and min(len(b), len(c)) >= MIN_FOR_MANN_WHITNEY:
-                worse_side = "less" if cost.higher_is_better else "greater"
-                alternative = worse_side if worse else ("greater" if worse_side == "less" else "less")
-                row.p_value = float(stats.mannwhitneyu(c, b, alternative=alternative).pvalue)
-                if row.p_value >= alpha:
-                    worse = better = False
-                    row.reason = f"beyond tolerance but not significant (Mann-Whitney p={row.p_value:.3g})"
-            elif worse or better:
-                row.weak = True
-                row.reason = (
-                    f"fewer than {MIN_FOR_MANN_WHITNEY} measurements a side: "
-                    f"{cost.tolerance:.0%} tolerance only"
-                )
-            row.verdict = "regression" if worse else "improvement" if better else "unchanged"
+            elif (b_note and len(b_quiet) == len(b_cell)) or (c_note and len(c_quiet) == len(c_cell)):
+                row.reason = shared  # every seed of a side timed on a shared machine: no verdict
+            else:
+                _judge_cost(row, b, c, cost, alpha, shared)
             results.append(row)
     return results
+
+
+def _judge_cost(
+    row: Comparison, b: np.ndarray, c: np.ndarray, cost: CostMetric, alpha: float, shared: str
+) -> None:
+    """The verdict on one cost: a ratio of medians beyond the tolerance, and significant with
+    enough measurements (Mann-Whitney); `shared` says which seeds were left out as contended."""
+    ratio = float(np.median(c) / np.median(b))
+    row.delta = ratio - 1
+    worse = ratio < 1 - cost.tolerance if cost.higher_is_better else ratio > 1 + cost.tolerance
+    better = ratio > 1 + cost.tolerance if cost.higher_is_better else ratio < 1 - cost.tolerance
+    reasons = [shared] if shared else []
+    if (worse or better) and min(len(b), len(c)) >= MIN_FOR_MANN_WHITNEY:
+        worse_side = "less" if cost.higher_is_better else "greater"
+        alternative = worse_side if worse else ("greater" if worse_side == "less" else "less")
+        row.p_value = float(stats.mannwhitneyu(c, b, alternative=alternative).pvalue)
+        if row.p_value >= alpha:
+            worse = better = False
+            reasons.append(f"beyond tolerance but not significant (Mann-Whitney p={row.p_value:.3g})")
+    elif worse or better:
+        row.weak = True
+        reasons.append(
+            f"fewer than {MIN_FOR_MANN_WHITNEY} measurements a side: {cost.tolerance:.0%} tolerance only"
+        )
+    row.verdict = "regression" if worse else "improvement" if better else "unchanged"
+    row.reason = "; ".join(reasons)
+
+
+def _quiet(cell: pd.DataFrame, cost: CostMetric) -> tuple[pd.DataFrame, str | None]:
+    """A timed cost's seeds measured with the machine to themselves (all of them when every seed
+    shared it), and a note when any shared it (`report.scores.quiet_seeds`)."""
+    return quiet_seeds(cell, cost.phase) if cost.phase is not None else (cell, None)
 
 
 def _with_backends(costs: tuple[CostMetric, ...], columns) -> list[CostMetric]:
@@ -363,7 +379,7 @@ def _with_backends(costs: tuple[CostMetric, ...], columns) -> list[CostMetric]:
     found = list(costs)
     for cost in costs:
         found += [
-            CostMetric(column, cost.higher_is_better, cost.tolerance)
+            CostMetric(column, cost.higher_is_better, cost.tolerance, "deploy")
             for column in columns
             if isinstance(column, str) and column.startswith(f"{cost.column}@")
         ]

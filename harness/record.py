@@ -22,15 +22,19 @@ if TYPE_CHECKING:
 class Cost:
     """A field that is a cost of the cell: which way is better, and the relative change `compare`
     calls a regression on the same hardware (None: shown, never compared, e.g. a deterministic
-    count). Memory fields are shown as the entry's memory with its kind, not as a column."""
+    count). Memory fields are shown as the entry's memory with its kind, not as a column. A timed
+    field names the cell phase that timed it, whose contention (`record.contention`) marks it."""
 
     higher_is_better: bool
     tolerance: float | None = None
     memory: bool = False
+    phase: str | None = None
 
 
-def cost(higher_is_better: bool, tolerance: float | None = None, memory: bool = False) -> Any:
-    return field(default=None, metadata={"cost": Cost(higher_is_better, tolerance, memory)})
+def cost(
+    higher_is_better: bool, tolerance: float | None = None, memory: bool = False, phase: str | None = None
+) -> Any:
+    return field(default=None, metadata={"cost": Cost(higher_is_better, tolerance, memory, phase)})
 
 
 def now() -> str:
@@ -69,7 +73,7 @@ class CellRecord:
     best_epoch: int | None = None
     steps: int | None = None
     train_seconds: float | None = None
-    train_examples_per_s: float | None = cost(higher_is_better=True, tolerance=0.10)
+    train_examples_per_s: float | None = cost(higher_is_better=True, tolerance=0.10, phase="train")
     train_tokens_per_s: float | None = None
     # the learning trajectory: {split, metric, points: [{step, epoch, examples, train_seconds,
     # train_flops, value}]}, after each epoch (and every N steps); see harness/train.py
@@ -78,9 +82,9 @@ class CellRecord:
     sizing: dict[str, Any] = field(default_factory=dict)
     # inference
     # the fastest fp32 pass over the evaluation split at the eval batch size (trackers/speed.py)
-    infer_examples_per_s: float | None = cost(higher_is_better=True, tolerance=0.10)
-    latency_p50_ms: float | None = cost(higher_is_better=False, tolerance=0.10)
-    latency_p95_ms: float | None = cost(higher_is_better=False)
+    infer_examples_per_s: float | None = cost(higher_is_better=True, tolerance=0.10, phase="inference")
+    latency_p50_ms: float | None = cost(higher_is_better=False, tolerance=0.10, phase="inference")
+    latency_p95_ms: float | None = cost(higher_is_better=False, phase="inference")
     # memory
     peak_rss_mb: float | None = cost(higher_is_better=False, tolerance=0.05, memory=True)
     cuda_peak_allocated_mb: float | None = cost(higher_is_better=False, tolerance=0.05, memory=True)
@@ -110,6 +114,9 @@ class CellRecord:
     data_fingerprint: str | None = None  # hash of the rows trained and evaluated on
     vocab_hash: str | None = None  # hash of the tokenizer's token → id table
     versions: dict[str, str] = field(default_factory=dict)
+    # phase (train, inference, deploy) → the share of the machine's CPU time other processes used
+    # during it, 0–1 (trackers/contention.py): above CONTENDED, the phase's timings are marked
+    contention: dict[str, float] = field(default_factory=dict)
     started_at: str | None = None
     finished_at: str | None = None
     wall_seconds: float | None = None

@@ -131,6 +131,9 @@ def test_one_seed_is_a_weak_verdict_on_an_absolute_tolerance(runs):
 def test_a_slower_model_on_the_same_hardware_is_flagged_and_other_hardware_skipped(runs):
     healthy = _records(runs, "healthy")
     healthy = healthy[healthy.seed < 3]  # three a side: the relative tolerance decides
+    # timed as if alone: these cells ran beside other tests (tests/test_contention.py, and the
+    # test below, cover what contention changes)
+    healthy = healthy.assign(contention=[{}] * len(healthy))
     slower = healthy.copy()
     slower["train_examples_per_s"] *= 0.7
     verdicts = {r.metric: r for r in compare(healthy, slower, Thresholds()) if r.kind == "cost"}
@@ -168,6 +171,49 @@ def test_with_four_or_more_measurements_a_slowdown_must_also_be_significant():
     noisy = [400.0, 1600.0, 900.0, 1300.0, 600.0]
     (overlapping,) = compare_cost(side(noisy), side([1.25 * t for t in noisy][::-1]), alpha=0.05)
     assert overlapping.verdict == "unchanged" and "not significant" in overlapping.reason
+
+
+def test_timings_are_judged_only_from_seeds_that_had_the_machine_to_themselves():
+    """A 30% slower training read while other processes used half the machine is no verdict (a
+    busy machine slows the code without changing it); a seed that shared it is left out of its
+    side, and the seeds that did not decide."""
+    from harness.compare import compare_cost
+
+    def side(throughputs, shares=None):
+        return pd.DataFrame(
+            {
+                "task": "sst2",
+                "model": "cnn",
+                "seed": range(len(throughputs)),
+                "device_name": "cpu",
+                "cpu_model": "x",
+                "threads": 2,
+                "train_examples_per_s": throughputs,
+                "infer_examples_per_s": 5000.0,
+                "contention": [(shares or {}).get(seed, {}) for seed in range(len(throughputs))],
+            }
+        )
+
+    steady = [1000.0, 1010.0, 990.0, 1005.0]
+    slower = [0.7 * t for t in steady]
+    verdicts = {r.metric: r for r in compare_cost(side(steady), side(slower), alpha=0.05)}
+    assert verdicts["train_examples_per_s"].verdict == "regression"
+
+    busy = side(slower, {seed: {"train": 0.5} for seed in range(4)})
+    verdicts = {r.metric: r for r in compare_cost(side(steady), busy, alpha=0.05)}
+    assert verdicts["train_examples_per_s"].verdict == "skipped"
+    assert verdicts["train_examples_per_s"].reason == (
+        "current training speed: every seed measured while other processes used up to 50% of the machine"
+    )
+    assert verdicts["infer_examples_per_s"].verdict == "unchanged"  # inference had the machine
+
+    halved = side([*steady[:3], steady[3] / 2], {3: {"train": 0.4}})  # seed 3 timed beside a job
+    (train, infer) = compare_cost(halved, side(steady), alpha=0.05)
+    assert train.verdict == "unchanged" and (train.n_baseline, train.n_current) == (3, 4)
+    assert train.reason == (
+        "baseline training speed from seed(s) 0, 1, 2; seed(s) 3 measured while other processes used "
+        "up to 40% of the machine"
+    )
 
 
 def test_missing_cells_are_regressions_and_new_ones_are_not(runs):

@@ -332,6 +332,9 @@ def test_a_cpu_record_leaves_cuda_memory_empty_and_counts_size_and_work(ballast_
         assert row[column] is None or math.isnan(row[column]), row[column]
     assert row["params_total"] == record.params_total
     assert (row["flops_per_example"], row["flops_tokens"]) == (64, record.flops_tokens)
+    # how much of the machine others used while it trained (reading, tokenizing, training: over
+    # the 0.25 s a share needs), stored and read back as it was
+    assert 0 <= record.contention["train"] <= 1 and row["contention"] == record.contention
 
 
 PHASES = """

@@ -16,7 +16,7 @@ from scipy import stats
 from harness.config import CellSpec, ModelSpec, ProbeSpec, TrainingSettings
 from harness.errors import InputError
 from harness.report.references import BUILTIN_REFERENCES, load_references
-from harness.report.scores import group_scores, score_over
+from harness.report.scores import group_scores, pool_seeds, score_over
 from harness.report.stats import paired_bootstrap, t_interval
 from harness.store import Store, load_records
 from harness.tasks.registry import BUILTIN_DIR, builtin_task, load_group
@@ -210,9 +210,10 @@ def test_markdown_numbers_equal_the_records(report_dir, store_path):
             assert row["n"] == str(len(SEEDS))
             for metric in metrics:
                 assert row[metric] == shown_interval(seed_values(records, task, model.display_label, metric))
-            rate = records[(records.task == task) & (records.model == model.display_label)][
-                "infer_examples_per_s"
-            ].mean()
+            # the seeds whose inference had the machine to themselves (others ≤ 10% of it), else all
+            mine = records[(records.task == task) & (records.model == model.display_label)]
+            quiet = mine[[shares.get("inference", 0) <= 0.10 for shares in mine["contention"]]]
+            rate = (quiet if len(quiet) else mine)["infer_examples_per_s"].mean()
             assert row["infer ex/s"] == (f"{rate:,.0f}" if rate >= 100 else f"{rate:,.1f}")
             assert row["peak mem MB"].endswith("(RSS)")
             assert row["trained on"] == "300 × 1"  # max_train_examples × epochs of the fixture
@@ -569,3 +570,37 @@ def test_where_two_models_differ_counts_mcnemars_discordant_cells(store_path):
         )
     confusion = next(c for c in examples.confusion if c.model == "cnn")
     assert sum(map(sum, confusion.counts)) == 100 and confusion.labels == ["negative", "positive"]
+
+
+def _with_contention(records: pd.DataFrame, shares: dict[int, dict[str, float]]) -> pd.DataFrame:
+    """The records as if each seed's phases had shared the machine as given ({} for none)."""
+    return records.assign(contention=[shares.get(int(seed), {}) for seed in records["seed"]])
+
+
+def test_a_contended_seeds_timings_leave_the_means_and_a_note_says_so(store_path):
+    """Seed 1's inference "shared the machine" (55% to others) and read 10× slower: speed and
+    latency come from seed 0, a note says why; its training had the machine and stays in."""
+    records = load_records(store_path)
+    slowed = records.assign(
+        infer_examples_per_s=np.where(records["seed"] == 1, 0.1, 1.0) * records["infer_examples_per_s"]
+    )
+    for entry in pool_seeds(_with_contention(slowed, {1: {"train": 0.02, "inference": 0.55}})):
+        mine = records[(records["task"] == entry.task) & (records["model"] == entry.model)]
+        quiet = mine[mine["seed"] == 0].iloc[0]
+        assert entry.cost["infer_examples_per_s"] == pytest.approx(quiet["infer_examples_per_s"])
+        assert entry.cost["latency_p50_ms"] == pytest.approx(quiet["latency_p50_ms"])
+        assert entry.cost["train_examples_per_s"] == pytest.approx(mine["train_examples_per_s"].mean())
+        assert entry.cost_basis == (
+            "inference speed and latency from seed(s) 0; seed(s) 1 measured while other processes "
+            "used up to 55% of the machine"
+        )
+        assert entry.primary.n == 2  # accuracy: a busy machine does not change a prediction
+
+    # every seed shared it: the figure is all there is, kept and marked
+    for entry in pool_seeds(_with_contention(slowed, {0: {"inference": 0.3}, 1: {"inference": 0.55}})):
+        mine = slowed[(slowed["task"] == entry.task) & (slowed["model"] == entry.model)]
+        assert entry.cost["infer_examples_per_s"] == pytest.approx(mine["infer_examples_per_s"].mean())
+        assert entry.cost_basis == (
+            "inference speed and latency: every seed measured while other processes used up to 55% "
+            "of the machine"
+        )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.report.plots import PALETTE, front_trace, pareto_front, scatter_layout
-from harness.report.scores import one_machine
+from harness.report.scores import one_machine, quiet_seeds
 from harness.tasks.metrics import higher_is_better
 
 
@@ -67,6 +67,17 @@ def deployed_table(
     return deployed_rows(records, primary_metric, model_order)
 
 
+def quiet_results(mine: pd.DataFrame, backend: str, notes: list[str], model: str) -> list[dict]:
+    """The backend's ok results timed with the machine to themselves (eager is timed in the cell's
+    inference phase, the others in its deploy phase: `scores.quiet_seeds`); a note, once, when
+    some or all shared it."""
+    quiet, note = quiet_seeds(mine, "inference" if backend == "eager" else "deploy")
+    if note and f"{model}: {note}" not in notes:
+        notes.append(f"{model}: {note}")
+    found = [d.get(backend) for d in quiet["deployed"] if backend in (d or {})]
+    return [result for result in found if result.get("status") == "ok"]
+
+
 def deployed_rows(records: pd.DataFrame, primary_metric: str, model_order: Sequence[str]) -> DeployedTable:
     """Each model's backends (eager included) over its seeds: metric, its change from eager,
     speed, latency, memory. A model whose seeds ran on several machines is shown from the
@@ -90,15 +101,16 @@ def deployed_rows(records: pd.DataFrame, primary_metric: str, model_order: Seque
                     DeployedRow(model, backend, results[0].get("status", "?"), "; ".join(reasons))
                 )
                 continue
+            timed = quiet_results(mine, backend, table.notes, model) or ok
             row = DeployedRow(
                 model,
                 backend,
                 "ok",
                 reason="; ".join(sorted({f"{r['status']}: {r['reason']}" for r in results if r not in ok})),
                 primary=_mean([r["metrics"].get(primary_metric) for r in ok]),
-                infer_examples_per_s=_mean([r.get("infer_examples_per_s") for r in ok]),
-                latency_p50_ms=_mean([r.get("latency_p50_ms") for r in ok]),
-                latency_p95_ms=_mean([r.get("latency_p95_ms") for r in ok]),
+                infer_examples_per_s=_mean([r.get("infer_examples_per_s") for r in timed]),
+                latency_p50_ms=_mean([r.get("latency_p50_ms") for r in timed]),
+                latency_p95_ms=_mean([r.get("latency_p95_ms") for r in timed]),
                 peak_mb=_mean([r.get("peak_mb") for r in ok]),
                 memory_kind=ok[0].get("memory_kind"),
                 size_mb=_mean([r.get("size_mb") for r in ok]),

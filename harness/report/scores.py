@@ -19,10 +19,21 @@ import pandas as pd
 from harness.config import GroupSpec
 from harness.record import CellRecord
 from harness.report.stats import Estimate, t_interval
+from harness.trackers.contention import CONTENDED
 
 # an entry's cost columns: the record's cost fields but memory (shown with its kind), and the
 # token count the FLOPs are for
 COST_COLUMNS = (*(name for name, c in CellRecord.costs().items() if not c.memory), "flops_tokens")
+# the timed cost columns by the cell phase that times them (`record.contention`'s keys)
+TIMED_COLUMNS: dict[str, list[str]] = {}
+for _name, _cost in CellRecord.costs().items():
+    if _cost.phase:
+        TIMED_COLUMNS.setdefault(_cost.phase, []).append(_name)
+PHASE_WORDS = {
+    "train": "training speed",
+    "inference": "inference speed and latency",
+    "deploy": "deployed backends' speed and latency",
+}
 
 
 def _on_gpu(records: pd.DataFrame) -> pd.Series:
@@ -124,7 +135,8 @@ class Entry:
     train_examples: int | None = None  # training rows per epoch (the most over seeds)
     epochs: int | None = None  # epochs trained (the most over seeds)
     mixed_configs: bool = False  # seeds pooled from differing model/training settings
-    cost_basis: str | None = None  # set when the seeds ran on different machines: whose costs these are
+    # set when the seeds ran on different machines or timed phases shared the machine: whose costs these are
+    cost_basis: str | None = None
     rank: str = ""  # filled in by the leader test, e.g. "1", "=1", "3"
 
     @property
@@ -188,6 +200,40 @@ def one_machine(group: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     return group[machines == chosen], basis
 
 
+def _shared_share(contention, phase: str) -> float | None:
+    """How much of the machine others used in this record's phase, when above `CONTENDED`."""
+    share = contention.get(phase) if isinstance(contention, dict) else None
+    return float(share) if isinstance(share, int | float) and share > CONTENDED else None
+
+
+def quiet_seeds(measured: pd.DataFrame, phase: str) -> tuple[pd.DataFrame, str | None]:
+    """The cells whose `phase` had the machine to itself (others used at most `CONTENDED` of it:
+    a shared machine only ever slows a timing), and a note when some or all did not. When every
+    seed shared it, all are kept and the note says so: a figure marked, not a figure missing."""
+    contention = measured["contention"] if "contention" in measured else pd.Series(None, index=measured.index)
+    shares = [_shared_share(value, phase) for value in contention]
+    shared = pd.Series([share is not None for share in shares], index=measured.index)
+    if not shared.any():
+        return measured, None
+    busy = f"while other processes used up to {max(s for s in shares if s is not None):.0%} of the machine"
+    words = PHASE_WORDS.get(phase, f"{phase} timings")
+    if shared.all():
+        return measured, f"{words}: every seed measured {busy}"
+    kept = ", ".join(str(int(seed)) for seed in sorted(measured["seed"][~shared]))
+    dropped = ", ".join(str(int(seed)) for seed in sorted(measured["seed"][shared]))
+    return measured[~shared], f"{words} from seed(s) {kept}; seed(s) {dropped} measured {busy}"
+
+
+def timed_costs(measured: pd.DataFrame) -> tuple[dict[str, float | None], list[str]]:
+    """Each timed cost's mean over `quiet_seeds`, with the notes of the phases that shared."""
+    costs, notes = {}, []
+    for phase, columns in TIMED_COLUMNS.items():
+        quiet, note = quiet_seeds(measured, phase)
+        costs |= {column: _mean(quiet[column]) for column in columns if column in measured}
+        notes += [note] if note else []
+    return costs, notes
+
+
 def latest_per_seed(records: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """One record per (task, variant, seed): an ok one before a failed one, then the latest
     finished; and how many were dropped. A seed run twice (a suite's runs pooled, a re-run) would
@@ -211,6 +257,7 @@ def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | No
             names += [name for name in metrics if name not in names]
         estimates = {name: t_interval([metrics.get(name) for metrics in group["metrics"]]) for name in names}
         measured, cost_basis = one_machine(group)
+        timed, timing_notes = timed_costs(measured)
         cuda = _mean(measured["cuda_peak_allocated_mb"]) if "cuda_peak_allocated_mb" in group else None
         rss = _mean(measured["peak_rss_mb"]) if "peak_rss_mb" in group else None
         configs = list(group["config"])
@@ -225,7 +272,7 @@ def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | No
                 variant=str(variant),
                 primary_metric=str(group["primary_metric"].iloc[0]),
                 metrics=estimates,
-                cost={column: _mean(measured[column]) for column in COST_COLUMNS if column in group},
+                cost={column: _mean(measured[column]) for column in COST_COLUMNS if column in group} | timed,
                 memory_mb=cuda if cuda is not None else rss,
                 memory_kind="CUDA" if cuda is not None else ("RSS" if rss is not None else None),
                 seeds=sorted(int(s) for s in group["seed"]),
@@ -237,7 +284,7 @@ def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | No
                 eval_subset=max(limits) if cut else None,
                 train_examples=_most(group["train_examples"]) if "train_examples" in group else None,
                 epochs=_most(group["epochs"]) if "epochs" in group else None,
-                cost_basis=cost_basis,
+                cost_basis="; ".join(filter(None, [cost_basis, *timing_notes])) or None,
                 mixed_configs=len({_settings_key(c) for c in configs}) > 1,
             )
         )
