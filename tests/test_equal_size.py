@@ -4,6 +4,7 @@ its learning trajectory (metric, training seconds, training FLOPs); the report r
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import CELL_THREADS, browser_page, harness
 
@@ -12,7 +13,7 @@ from harness.config import BudgetPoint, CellSpec, ModelSpec, TrainingSettings, a
 from harness.export_model import card_text
 from harness.models.registry import TaskInfo, get_adapter
 from harness.record import CellRecord
-from harness.report.trajectories import Reach, SeedPath, races, seed_band
+from harness.report.trajectories import Reach, SeedPath, races, seed_band, task_trajectories
 from harness.sizing import BudgetUnreachable, sized_adapter
 from harness.store import Store
 from harness.tasks.registry import BUILTIN_DIR as BUILTIN_TASK_DIR
@@ -155,6 +156,26 @@ def test_race_and_band_by_hand():
     assert list(x) == [1, 2, 3]  # where both seeds were measured: up to seed 0's last point
     assert list(mean) == pytest.approx([65, 82.5, (90 + (85 + 88) / 2) / 2])
     assert list(low) == pytest.approx([60, 80, 86.5]) and list(high) == pytest.approx([70, 85, 90])
+
+
+def test_a_seed_trained_on_a_shared_machine_is_named_beside_the_time_axis():
+    """Training seconds stretch when other processes share the machine (FLOPs do not): the
+    trajectories say which seeds' time axis that is, from `record.contention`."""
+    points = [{"value": v, "train_seconds": s, "train_flops": 10 * s} for v, s in ((70, 1), (80, 2))]
+    rows = pd.DataFrame(
+        {
+            "task": "sst2",
+            "model": ["fast", "fast", "slow"],
+            "seed": [0, 1, 0],
+            "trajectory": [{"split": "holdout", "metric": "accuracy", "points": points}] * 3,
+            "contention": [{"train": 0.03}, {"train": 0.62, "inference": 0.5}, {}],
+        }
+    )
+    found = task_trajectories(rows, "sst2", ["fast", "slow"])
+    assert found.notes == [
+        "fast, time axis: training speed from seed(s) 0; seed(s) 1 measured while other processes "
+        "used up to 62% of the machine"
+    ]
 
 
 EQUAL = """

@@ -21,6 +21,7 @@ import pandas as pd
 
 from harness.config import amount_label
 from harness.report.plots import band_trace, scatter_layout
+from harness.report.scores import quiet_seeds
 
 SHARES = (0.9, 0.95, 0.99)  # of the best final mean: the scores the race is run to
 AXES = {"train_seconds": "training seconds (log)", "train_flops": "training FLOPs (log)"}
@@ -140,6 +141,9 @@ def task_trajectories(ok: pd.DataFrame, task: str, models: Sequence[str]) -> Tra
     if len(set(splits.values())) > 1:
         others = sorted(m for m, s in splits.items() if s != split)
         result.notes.append(f"{', '.join(others)} scored their trajectory on another split than {split}")
+    for model in paths:  # a shared machine stretches the time axis, never the FLOPs one
+        _, shared = quiet_seeds(rows[rows["model"] == model], "train")
+        result.notes += [f"{model}, time axis: {shared}"] if shared else []
     result.races = races(paths, finals)
     result.sentences = race_sentences(result)
     return result
