@@ -9,9 +9,15 @@ import pandas as pd
 from rich.table import Table
 
 from harness.config import with_point
+from harness.record import CellRecord
+from harness.trackers.contention import CONTENDED
 
 if TYPE_CHECKING:
     from harness.pick import Picked
+
+
+# the timed columns and the cell phase that timed each (`record.contention`'s keys)
+TIMING_PHASES = {name: cost.phase for name, cost in CellRecord.costs().items() if cost.phase}
 
 
 def fmt(value, digits: int = 2) -> str:
@@ -27,13 +33,23 @@ def fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
-def _si(value) -> str:
+def si(value) -> str:
+    """A count with an SI prefix for a table: `22.7M`, `536.9G`; a missing figure is empty."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= scale:
             return f"{value / scale:.1f}{unit}"
     return f"{value:.0f}"
+
+
+def _timed(row: pd.Series, column: str, digits: int = 1) -> str:
+    """A timing, marked `*` when its phase shared the machine (`record.contention` over
+    `CONTENDED`: other processes slowed it)."""
+    text = fmt(_present(row, column), digits)
+    shares = row.get("contention")
+    share = shares.get(TIMING_PHASES[column]) if isinstance(shares, dict) else None
+    return f"[yellow]{text}*[/]" if text and share is not None and share > CONTENDED else text
 
 
 def _present(row: pd.Series, column: str):
@@ -50,7 +66,7 @@ def _model_cell(row: pd.Series) -> str:
 
 def records_table(records: pd.DataFrame, title: str) -> Table:
     """One row per cell: its metrics (NaN stays NaN), cost and status."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", caption_justify="left")
     for column, justify in [
         ("task", "left"),
         ("model", "left"),
@@ -78,13 +94,15 @@ def records_table(records: pd.DataFrame, title: str) -> Table:
             str(row["seed"]),
             status,
             ", ".join(shown),
-            fmt(_present(row, "train_examples_per_s"), 1),
-            fmt(_present(row, "infer_examples_per_s"), 1),
-            fmt(_present(row, "latency_p50_ms"), 1),
+            _timed(row, "train_examples_per_s"),
+            _timed(row, "infer_examples_per_s"),
+            _timed(row, "latency_p50_ms"),
             fmt(memory, 0),
-            _si(_present(row, "params_total")),
+            si(_present(row, "params_total")),
             fmt(_present(row, "train_seconds"), 1),
         )
+    if any(_timed(row, column).endswith("*[/]") for _, row in records.iterrows() for column in TIMING_PHASES):
+        table.caption = f"* timed while other processes used over {CONTENDED:.0%} of the machine"
     return table
 
 

@@ -64,3 +64,29 @@ def test_a_stranger_busy_beside_a_phase_is_counted_and_our_own_work_is_not():
     )
     assert used > 0.2  # our spin and the child's ran (how much depends on who else runs)
     assert end.own - start.own == pytest.approx(used, abs=0.1)
+
+
+def test_the_run_table_marks_the_timings_of_a_shared_phase():
+    """`harness run` and `harness show` end with one row per cell: a timing whose phase shared
+    the machine carries `*` and the caption says what that means; the quiet cell's do not."""
+    import pandas as pd
+    from rich.console import Console
+
+    from harness.tables import records_table
+
+    def cell(seed: int, contention: dict) -> dict:
+        return {
+            "task": "sst2", "model": "cnn", "seed": seed, "status": "ok", "error": None,
+            "primary_metric": "accuracy", "metrics": {"accuracy": 80.0}, "train_examples_per_s": 1500.0,
+            "infer_examples_per_s": 9000.0, "latency_p50_ms": 0.5, "peak_rss_mb": 500.0,
+            "params_total": 1_100_000, "train_seconds": 6.0, "contention": contention,
+        }  # fmt: skip
+
+    records = pd.DataFrame([cell(0, {"train": 0.01, "inference": 0.02}), cell(1, {"train": 0.4})])
+    console = Console(record=True, width=200)
+    console.print(records_table(records, "cells"))
+    lines = console.export_text().splitlines()
+    quiet, shared = (next(line for line in lines if f"│    {seed} │" in line) for seed in (0, 1))
+    assert "1,500.0 " in quiet and "*" not in quiet
+    assert "1,500.0*" in shared and "9,000.0 " in shared and shared.count("*") == 1  # training only
+    assert "* timed while other processes used over 10% of the machine" in lines[-1]

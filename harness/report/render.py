@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from harness.report.build import Report
 from harness.strict_json import json_safe
+from harness.tables import si
 
 TEMPLATES = Path(__file__).parent / "templates"
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&$])")
@@ -82,15 +83,6 @@ def millis(value) -> str:
 
 def megabytes(value) -> str:
     return f"{value:,.0f}" if _present(value) else ""
-
-
-def si(value) -> str:
-    if not _present(value):
-        return ""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.1f}{unit}"
-    return f"{value:.0f}"
 
 
 def trained_on(entry) -> str:
