@@ -625,6 +625,8 @@ def pick(
     if picked.other_machines:
         console.print(f"  also in these runs, not read: {'; '.join(picked.other_machines)} (--machine)")
     console.print(pick_table(picked))
+    for note in picked.notes:  # speeds and latencies left out: timed while the machine was shared
+        console.print(f"  {note}", highlight=False)
     qualifying = picked.qualifying
     if not qualifying:
         worst, count = next(iter(picked.ruled_out().items()))

@@ -67,6 +67,7 @@ class Picked:
     other_machines: list[str]
     candidates: list[Candidate]  # every served (variant, backend), best score first
     front: list[Candidate]  # those no other beats on score, latency and memory at once
+    notes: list[str] = field(default_factory=list)  # e.g. seeds whose timings a shared machine slowed
 
     @property
     def qualifying(self) -> list[Candidate]:
@@ -128,4 +129,4 @@ def pick(records: pd.DataFrame, task: str, bounds: Bounds, machine: str | None =
     measured = [each for each in found if each.p95_ms is not None and each.memory_mb is not None]
     front = [each for each in measured if not any(dominates(other, each, higher) for other in measured)]
     others = [str(name) for name in counts.index if name != chosen]
-    return Picked(task, metric, chosen, others, found, front)
+    return Picked(task, metric, chosen, others, found, front, table.notes)
