@@ -73,6 +73,8 @@ def test_run_trains_every_cell_and_stores_records(tiny_run):
         assert row["cuda_peak_allocated_mb"] is None or math.isnan(row["cuda_peak_allocated_mb"])
         assert row["git_commit"] is None or len(row["git_commit"]) == 40
         assert row["versions"]["torch"]
+        if row["model"] == "minilm":  # its training is seconds long: the other processes' share of it
+            assert 0 <= row["contention"]["train"] <= 1
         with Store(store, create=False) as db:
             predictions = db.predictions(row["run_id"], row["cell_id"])
         assert len(predictions) == row["eval_examples"]

@@ -332,9 +332,11 @@ def test_a_cpu_record_leaves_cuda_memory_empty_and_counts_size_and_work(ballast_
         assert row[column] is None or math.isnan(row[column]), row[column]
     assert row["params_total"] == record.params_total
     assert (row["flops_per_example"], row["flops_tokens"]) == (64, record.flops_tokens)
-    # how much of the machine others used while it trained (reading, tokenizing, training: over
-    # the 0.25 s a share needs), stored and read back as it was
-    assert 0 <= record.contention["train"] <= 1 and row["contention"] == record.contention
+    # how much of the machine others used in each phase long enough to say (0.25 s: this tiny
+    # cell's may all be shorter; tests/test_cli.py sees MiniLM's), stored and read back as it was
+    assert set(record.contention) <= {"train", "inference", "deploy"}
+    assert all(0 <= share <= 1 for share in record.contention.values())
+    assert row["contention"] == record.contention
 
 
 PHASES = """
