@@ -37,7 +37,8 @@ from harness.tasks.metrics import compute_metrics
 
 DEFAULT_RATES = {"typos": 0.1, "punctuation": 1.0}
 LABEL_KEEPING = ("typos", "lowercase", "punctuation", "contractions", "names")
-SENTIMENT = ["negative", "positive"]
+# a binary sentiment task's class names, as GLUE's SST-2 and the Hub's IMDb spell them
+SENTIMENT = ({"negative", "positive"}, {"neg", "pos"})
 
 CONTRACTIONS = {
     "do not": "don't", "does not": "doesn't", "did not": "didn't", "is not": "isn't", "are not": "aren't",
@@ -175,8 +176,8 @@ def applies(name: str, is_pair: bool, label_names: list[str] | None) -> str:
     """Why the probe does not apply to this task ("" when it does)."""
     if name == "negation" and is_pair:
         return "negating one text of a pair has no defined effect on its label"
-    if name == "negation" and label_names != SENTIMENT:
-        return "negation flips a label only on a sentiment task (labels negative, positive)"
+    if name == "negation" and not (label_names and len(label_names) == 2 and set(label_names) in SENTIMENT):
+        return "negation flips a label only on a sentiment task (labels negative, positive or neg, pos)"
     return ""
 
 

@@ -11,7 +11,7 @@ from harness.compare import probe_metrics
 from harness.config import CellSpec, ModelSpec, ProbeSpec, TrainingSettings
 from harness.errors import InputError
 from harness.planning import expand_cells, load_suite
-from harness.probes import perturb, perturbed_rows, probe_sample
+from harness.probes import applies, perturb, perturbed_rows, probe_sample
 from harness.report.robustness import robustness_table
 from harness.tasks.data import load_task_data
 from harness.tasks.registry import builtin_task
@@ -116,3 +116,25 @@ def test_a_probe_listed_twice_or_unknown_is_refused_before_anything_trains(tmp_p
     (probed,) = expand_cells(load_suite(suite), suite)
     assert plain.probes == [] and probed.config_hash != plain.config_hash  # a resume runs the probes
     assert plain.config_hash == plain.model_copy(update={"probe_rows": 10}).config_hash  # unset: as before
+
+
+def test_negation_runs_on_every_sentiment_task_however_its_labels_are_spelled(data_dir):
+    """SST-2 names its classes negative/positive, the Hub's IMDb neg/pos: both are sentiment, so
+    negation runs on both (the why suite's first IMDb cells skipped it); a pair task is refused."""
+    for task in ("sst2", "imdb"):
+        names = load_task_data(builtin_task(task), TrainingSettings(max_eval_examples=10), str(data_dir))
+        assert applies("negation", False, names.label_names) == "", task
+    spec = CellSpec(
+        suite="probes",
+        task=builtin_task("imdb"),
+        model=CNN,
+        seed=0,
+        training=TrainingSettings(epochs=1, max_seq_length=64, max_train_examples=300, max_eval_examples=100),
+        threads=1,
+        data_dir=str(data_dir),
+        probes=[ProbeSpec(name="negation")],
+    )
+    negation = run_cell(spec, "run-probes").record.probes["negation"]
+    assert negation["status"] == "ok" and negation["rows"] == 100
+    assert 0 < negation["changed"] <= 100 and 0 <= negation["moved"] <= 100
+    assert "pair" in applies("negation", True, ["negative", "positive"])
