@@ -217,7 +217,7 @@ def minimum_detectable_effect(
 
 def _unseeded(frame: pd.DataFrame) -> bool:
     """The rows are of a model whose fit the seed does not change (`Adapter.seeded = False`).
-    Asked only of one-seed rows: finding the adapters imports every model family (about 1 s)."""
+    Asked only of one-seed rows: finding the adapters imports every model family."""
     from harness.models.registry import load_adapters
 
     adapters = load_adapters()

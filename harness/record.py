@@ -151,6 +151,11 @@ class CellRecord:
         return {f.name: f.metadata["cost"] for f in fields(cls) if "cost" in f.metadata}
 
     @classmethod
+    def timings(cls) -> dict[str, str]:
+        """The timed cost fields and the cell phase that times each (`contention`'s keys)."""
+        return {name: cost.phase for name, cost in cls.costs().items() if cost.phase}
+
+    @classmethod
     def columns(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 

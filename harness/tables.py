@@ -10,14 +10,13 @@ from rich.table import Table
 
 from harness.config import with_point
 from harness.record import CellRecord
-from harness.trackers.contention import CONTENDED
+from harness.trackers.contention import CONTENDED, shared_share
 
 if TYPE_CHECKING:
     from harness.pick import Picked
 
 
-# the timed columns and the cell phase that timed each (`record.contention`'s keys)
-TIMING_PHASES = {name: cost.phase for name, cost in CellRecord.costs().items() if cost.phase}
+TIMING_PHASES = CellRecord.timings()
 
 
 def fmt(value, digits: int = 2) -> str:
@@ -47,9 +46,8 @@ def _timed(row: pd.Series, column: str, digits: int = 1) -> str:
     """A timing, marked `*` when its phase shared the machine (`record.contention` over
     `CONTENDED`: other processes slowed it)."""
     text = fmt(_present(row, column), digits)
-    shares = row.get("contention")
-    share = shares.get(TIMING_PHASES[column]) if isinstance(shares, dict) else None
-    return f"[yellow]{text}*[/]" if text and share is not None and share > CONTENDED else text
+    shared = shared_share(row.get("contention"), TIMING_PHASES[column])
+    return f"[yellow]{text}*[/]" if text and shared is not None else text
 
 
 def _present(row: pd.Series, column: str):
@@ -81,7 +79,13 @@ def records_table(records: pd.DataFrame, title: str) -> Table:
         ("train s", "right"),
     ]:
         table.add_column(column, justify=justify)
+    marked = False
     for _, row in records.iterrows():
+        timed = [
+            _timed(row, column)
+            for column in ("train_examples_per_s", "infer_examples_per_s", "latency_p50_ms")
+        ]
+        marked = marked or any(text.endswith("*[/]") for text in timed)
         metrics = row["metrics"] or {}
         primary = row["primary_metric"]
         shown = [f"[bold]{primary} {fmt(metrics.get(primary))}[/]"] if primary in metrics else []
@@ -94,14 +98,12 @@ def records_table(records: pd.DataFrame, title: str) -> Table:
             str(row["seed"]),
             status,
             ", ".join(shown),
-            _timed(row, "train_examples_per_s"),
-            _timed(row, "infer_examples_per_s"),
-            _timed(row, "latency_p50_ms"),
+            *timed,
             fmt(memory, 0),
             si(_present(row, "params_total")),
             fmt(_present(row, "train_seconds"), 1),
         )
-    if any(_timed(row, column).endswith("*[/]") for _, row in records.iterrows() for column in TIMING_PHASES):
+    if marked:
         table.caption = f"* timed while other processes used over {CONTENDED:.0%} of the machine"
     return table
 

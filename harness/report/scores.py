@@ -19,16 +19,15 @@ import pandas as pd
 from harness.config import GroupSpec
 from harness.record import CellRecord
 from harness.report.stats import Estimate, t_interval
-from harness.trackers.contention import CONTENDED
+from harness.trackers.contention import shared_share
 
 # an entry's cost columns: the record's cost fields but memory (shown with its kind), and the
 # token count the FLOPs are for
 COST_COLUMNS = (*(name for name, c in CellRecord.costs().items() if not c.memory), "flops_tokens")
 # the timed cost columns by the cell phase that times them (`record.contention`'s keys)
 TIMED_COLUMNS: dict[str, list[str]] = {}
-for _name, _cost in CellRecord.costs().items():
-    if _cost.phase:
-        TIMED_COLUMNS.setdefault(_cost.phase, []).append(_name)
+for _column, _phase in CellRecord.timings().items():
+    TIMED_COLUMNS.setdefault(_phase, []).append(_column)
 PHASE_WORDS = {
     "train": "training speed",
     "inference": "inference speed and latency",
@@ -200,18 +199,12 @@ def one_machine(group: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     return group[machines == chosen], basis
 
 
-def _shared_share(contention, phase: str) -> float | None:
-    """How much of the machine others used in this record's phase, when above `CONTENDED`."""
-    share = contention.get(phase) if isinstance(contention, dict) else None
-    return float(share) if isinstance(share, int | float) and share > CONTENDED else None
-
-
 def quiet_seeds(measured: pd.DataFrame, phase: str) -> tuple[pd.DataFrame, str | None]:
     """The cells whose `phase` had the machine to itself (others used at most `CONTENDED` of it:
     a shared machine only ever slows a timing), and a note when some or all did not. When every
     seed shared it, all are kept and the note says so: a figure marked, not a figure missing."""
     contention = measured["contention"] if "contention" in measured else pd.Series(None, index=measured.index)
-    shares = [_shared_share(value, phase) for value in contention]
+    shares = [shared_share(value, phase) for value in contention]
     shared = pd.Series([share is not None for share in shares], index=measured.index)
     if not shared.any():
         return measured, None

@@ -1,13 +1,13 @@
 """Contention: how much of the machine other processes used while a cell timed itself.
 
 A speed or a time describes the model only when the cell had the machine to itself. A test suite
-or another run beside it slows every pass (MiniLM's batch-1 latency on SST-2 read 325 ms, not
-13, in a cell that ran beside other work), and `speed.fastest_rate` cannot undo a whole phase
-spent sharing. So each phase of a cell records the share of the machine's CPU time that went to
-other processes: the busy time of every CPU (steal included: another virtual machine's) less the
-CPU time of this process and its descendants, over the phase's wall time × the CPUs. 0 is a
-machine to itself; 0.5 on 2 CPUs is one other core kept busy. The harness's driver process
-counts as other: it draws the progress display, under 1% of a 2-core machine.
+or another run beside it slows every pass, and `speed.fastest_rate` cannot undo a whole phase
+spent sharing (docs/benchmarks.md, "Contention", has what that did to real cells). So each
+phase of a cell records the share of the machine's CPU time that went to other processes: the busy
+time of every CPU (steal included: another virtual machine's) less the CPU time of this process
+and its descendants, over the phase's wall time × the CPUs. 0 is a machine to itself; 0.5 on 2
+CPUs is one other core kept busy. The harness's driver process counts as other (it draws the
+progress display), which is why the line is not at 0.
 """
 
 from __future__ import annotations
@@ -16,12 +16,21 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
 CONTENDED = 0.10  # a phase in which others used more of the machine than this: its timings are marked
-# CPU times come in 10 ms clock ticks: over a phase shorter than this the share is too coarse to state
+# CPU times are counted in whole clock ticks: over a phase shorter than this, a few ticks either
+# way would move the share by more than the line it is judged against
 MIN_SECONDS = 0.25
+
+
+def shared_share(contention: Any, phase: str) -> float | None:
+    """The share of the machine others used in a record's `phase`, when above `CONTENDED`
+    (the phase shared the machine); None when it had it, or when no share was stated."""
+    share = contention.get(phase) if isinstance(contention, dict) else None
+    return float(share) if isinstance(share, int | float) and share > CONTENDED else None
 
 
 @dataclass(frozen=True)
