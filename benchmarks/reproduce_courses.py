@@ -38,7 +38,7 @@ import yaml
 from rich.console import Console
 
 from harness.errors import InputError
-from harness.runner import run_suite
+from harness.runner import CellSelection, run_suite
 from harness.store import Store, load_records
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise InputError(store, f"no run of suite {suite_name!r}", "run the benchmark first")
                 failed = 0
             else:
-                summary = run_suite(suite, store, console, args.data_dir, args.resume, only_models=args.model)
+                selection = CellSelection(models=tuple(args.model or ()))
+                summary = run_suite(suite, store, console, args.data_dir, args.resume, selection=selection)
                 run_id, failed = summary.run_id, summary.failed
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)

@@ -127,10 +127,13 @@ def run(
     model: list[str] = typer.Option(
         None, "--model", help="run only the cells of this model label (repeatable)"
     ),
+    task: list[str] = typer.Option(None, "--task", help="run only the cells of this task (repeatable)"),
+    seed: list[int] = typer.Option(None, "--seed", help="run only the cells of this seed (repeatable)"),
     tasks_dir: list[Path] = TASKS_DIR_OPTION,
 ) -> None:
-    """Run every cell (task × model × seed) of a suite and store one record per cell."""
-    from harness.runner import run_suite
+    """Run every cell (task × model × seed) of a suite, or those --model/--task/--seed select,
+    and store one record per cell."""
+    from harness.runner import CellSelection, run_suite
     from harness.store import check_store_path, load_records
     from harness.tables import records_table
 
@@ -143,7 +146,7 @@ def run(
         resume,
         executor.value,
         address,
-        model,
+        CellSelection(tuple(model or ()), tuple(task or ()), tuple(seed or ())),
         check_tasks_dirs(tasks_dir),
         allow_mixed_code,
     )

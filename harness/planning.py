@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from harness.config import (
     BudgetPoint,
     CellSpec,
+    GroupSpec,
     ModelSpec,
     Suite,
     TaskRef,
@@ -233,20 +235,29 @@ def expand_cells(
     ]
     resolved = [resolve_task(ref, suite_path, index, tasks_dirs) for index, ref in enumerate(suite.tasks)]
     tasks = [task for task, _ in resolved]
-    known_rows: dict[str, int | None] = {}  # a task's training rows, where planning can know them
+    plan = _Plan(suite, suite_path, data_dir, swept=any(model.sweep is not None for model in models))
     for task, task_file in resolved:
         if task.dataset.format is not None:
-            known_rows[task.name] = check_local_files(task, task_file)
-
-    def train_rows(task: TaskSpec) -> int | None:
-        if task.name not in known_rows:  # a Hub task: counted only when a cell needs it
-            known_rows[task.name] = split_rows(task, task.splits.train, data_dir)
-        return known_rows[task.name]
-
+            plan.known_rows[task.name] = check_local_files(task, task_file)
     groups = [
         resolve_group(task, suite_path, f"tasks.{index}", tasks_dirs) for index, task in enumerate(tasks)
     ]
-    task_names = {task.name for task in tasks}
+    _check_task_names(models, {task.name for task in tasks}, suite_path)
+    check_sizeable(suite, models, suite_path)
+    cells: list[tuple[CellSpec, str]] = []
+    for t_index, (ref, task, group) in enumerate(zip(suite.tasks, tasks, groups, strict=True)):
+        task_training = merged_training(suite.training, ref.training, suite_path, f"tasks.{t_index}.training")
+        for m_index, model in enumerate(models):
+            if model.tasks is None or task.name in model.tasks:
+                cells += plan.model_cells(
+                    _TaskPlace(t_index, ref, task, group, task_training), m_index, model
+                )
+    _check_unique(cells, suite_path)
+    return [cell for cell, _ in cells]
+
+
+def _check_task_names(models: Sequence[ModelSpec], task_names: set[str], suite_path: Path) -> None:
+    """A model's per-task keys must name tasks of the suite."""
     for index, model in enumerate(models):
         for key in ("task_training", "task_params", "tasks"):
             for name in getattr(model, key) or ():
@@ -257,68 +268,107 @@ def expand_cells(
                         f"use one of {', '.join(sorted(task_names))}",
                         f"models.{index}.{key}",
                     )
-    check_sizeable(suite, models, suite_path)
-    budgets = suite.budget.points() if suite.budget is not None else [None]
-    swept = any(model.sweep is not None for model in models)
-    cells: list[tuple[CellSpec, str]] = []
-    for t_index, (ref, task, group) in enumerate(zip(suite.tasks, tasks, groups, strict=True)):
-        task_training = merged_training(suite.training, ref.training, suite_path, f"tasks.{t_index}.training")
-        sizes = ref.train_sizes or suite.train_sizes or [None]
-        for m_index, model in enumerate(models):
-            if model.tasks is not None and task.name not in model.tasks:
-                continue
-            where = f"models.{m_index}"
-            on_task = model_on_task(model, task.name, suite_path, where)
-            for (point_model, point), budget in itertools.product(
-                sweep_points(on_task, suite_path, where), budgets
-            ):
-                point_model = with_budget_label(point_model, budget)
-                training = merged_training(
-                    task_training, point_model.training, suite_path, f"{where}.training"
-                )
-                training = merged_training(
-                    training,
-                    {
-                        **model.task_training.get(task.name, {}),
-                        **(point["training"] if point else {}),
-                    },
-                    suite_path,
-                    f"{where}.task_training.{task.name}" if not point else f"{where}.sweep.training",
-                )
-                check_fitted(point_model, training, suite_path, where)
-                check_task_fits(point_model, task, suite_path, where)
-                for size in sizes:
-                    sized = curve_training(training, size, ref.curve_min_steps or suite.curve_min_steps)
-                    if train_size_value(size) is not None or swept or sized.early_stopping_patience:
-                        rows = train_rows(task)
-                        check_training_rows(task, rows, ref, t_index, size, sized, swept, suite_path)
-                    for s_index, seed in enumerate(model_seeds(point_model, suite.seeds)):
-                        spec = CellSpec(
-                            suite=suite.name,
-                            task=task,
-                            model=point_model,
-                            seed=seed,
-                            training=sized,
-                            device=suite.device,
-                            threads=suite.threads,
-                            data_dir=data_dir,
-                            resources=suite.resources,
-                            group=group,
-                            task_order=t_index,
-                            deploy=ref.deploy or suite.deploy,
-                            deploy_tolerance=suite.deploy_tolerance,
-                            deploy_windows=suite.deploy_windows,
-                            speed=suite.speed,
-                            probes=suite.probes,
-                            probe_rows=suite.probe_rows,
-                            keep_models=suite.keep_models,
-                            train_size=size,
-                            sweep_point=flat_point(point),
-                            holdout=swept,
-                            budget=budget,
-                            trajectory_every_steps=ref.trajectory_every_steps or suite.trajectory_every_steps,
-                        )
-                        origin = f"tasks.{t_index}/{where}/seeds.{s_index}"
-                        cells.append((spec, origin))
-    _check_unique(cells, suite_path)
-    return [cell for cell, _ in cells]
+
+
+@dataclass(frozen=True)
+class _TaskPlace:
+    """A task as the suite lists it: its place, its entry, its spec and group, its training settings."""
+
+    index: int
+    ref: TaskRef
+    task: TaskSpec
+    group: GroupSpec | None
+    training: TrainingSettings  # the suite's, with the task entry's overrides
+
+
+@dataclass
+class _Plan:
+    """What every cell of a suite shares while its cells are made."""
+
+    suite: Suite
+    suite_path: Path
+    data_dir: str | None
+    swept: bool  # a model of the suite has a sweep: every cell holds out training rows
+    known_rows: dict[str, int | None] = field(default_factory=dict)  # a task's training rows, where known
+
+    def train_rows(self, task: TaskSpec) -> int | None:
+        if task.name not in self.known_rows:  # a Hub task: counted only when a cell needs it
+            self.known_rows[task.name] = split_rows(task, task.splits.train, self.data_dir)
+        return self.known_rows[task.name]
+
+    def model_cells(self, place: _TaskPlace, m_index: int, model: ModelSpec) -> list[tuple[CellSpec, str]]:
+        """One model's cells on one task, each with where the suite asked for it: every sweep
+        point × budget × training size × seed."""
+        suite, where, task = self.suite, f"models.{m_index}", place.task
+        on_task = model_on_task(model, task.name, self.suite_path, where)
+        budgets = suite.budget.points() if suite.budget is not None else [None]
+        cells = []
+        for (point_model, point), budget in itertools.product(
+            sweep_points(on_task, self.suite_path, where), budgets
+        ):
+            point_model = with_budget_label(point_model, budget)
+            training = self._point_training(place, model, point_model, point, where)
+            check_fitted(point_model, training, self.suite_path, where)
+            check_task_fits(point_model, task, self.suite_path, where)
+            for size in place.ref.train_sizes or suite.train_sizes or [None]:
+                sized = curve_training(training, size, place.ref.curve_min_steps or suite.curve_min_steps)
+                if train_size_value(size) is not None or self.swept or sized.early_stopping_patience:
+                    rows = self.train_rows(task)
+                    check_training_rows(
+                        task, rows, place.ref, place.index, size, sized, self.swept, self.suite_path
+                    )
+                for s_index, seed in enumerate(model_seeds(point_model, suite.seeds)):
+                    spec = self._cell(place, point_model, seed, sized, size, point, budget)
+                    cells.append((spec, f"tasks.{place.index}/{where}/seeds.{s_index}"))
+        return cells
+
+    def _point_training(
+        self,
+        place: _TaskPlace,
+        model: ModelSpec,
+        point_model: ModelSpec,
+        point: dict[str, dict[str, Any]] | None,
+        where: str,
+    ) -> TrainingSettings:
+        """The task's training settings, then the model's, then its per-task and sweep point's."""
+        training = merged_training(place.training, point_model.training, self.suite_path, f"{where}.training")
+        overrides = {**model.task_training.get(place.task.name, {}), **(point["training"] if point else {})}
+        origin = f"{where}.task_training.{place.task.name}" if not point else f"{where}.sweep.training"
+        return merged_training(training, overrides, self.suite_path, origin)
+
+    def _cell(
+        self,
+        place: _TaskPlace,
+        model: ModelSpec,
+        seed: int,
+        training: TrainingSettings,
+        size: Any,
+        point: dict[str, dict[str, Any]] | None,
+        budget: BudgetPoint | None,
+    ) -> CellSpec:
+        suite, ref = self.suite, place.ref
+        return CellSpec(
+            suite=suite.name,
+            task=place.task,
+            model=model,
+            seed=seed,
+            training=training,
+            device=suite.device,
+            threads=suite.threads,
+            data_dir=self.data_dir,
+            resources=suite.resources,
+            group=place.group,
+            task_order=place.index,
+            deploy=ref.deploy or suite.deploy,
+            deploy_tolerance=suite.deploy_tolerance,
+            deploy_windows=suite.deploy_windows,
+            speed=suite.speed,
+            probes=suite.probes,
+            probe_rows=suite.probe_rows,
+            keep_models=suite.keep_models,
+            train_size=size,
+            sweep_point=flat_point(point),
+            holdout=self.swept,
+            budget=budget,
+            trajectory_every_steps=ref.trajectory_every_steps or suite.trajectory_every_steps,
+        )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,19 +64,47 @@ def interruptible(
         raise
 
 
-def select_models(cells: list[CellSpec], labels: list[str] | None, suite_path: Path) -> list[CellSpec]:
-    if not labels:
-        return cells
-    known = list(dict.fromkeys(cell.model.display_label for cell in cells))
-    for label in labels:
-        if label not in known:
+@dataclass(frozen=True)
+class CellSelection:
+    """`harness run --model/--task/--seed`: only the cells that match every filter given (an
+    empty filter matches all), to redo part of a suite: one model after changing it, one
+    task's cells after fixing its data, a seed whose timing shared the machine."""
+
+    models: tuple[str, ...] = ()  # model labels as the cells carry them (`cnn@1M-params`)
+    tasks: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
+
+    def filters(self) -> list[tuple[str, str, tuple, Callable[[CellSpec], str | int]]]:
+        """(option, what it names, values, the cell's value) per filter."""
+        return [
+            ("--model", "model", self.models, lambda cell: cell.model.display_label),
+            ("--task", "task", self.tasks, lambda cell: cell.task.name),
+            ("--seed", "seed", self.seeds, lambda cell: cell.seed),
+        ]
+
+    def apply(self, cells: list[CellSpec], suite_path: Path) -> list[CellSpec]:
+        chosen = cells
+        for option, noun, wanted, value_of in self.filters():
+            if not wanted:
+                continue
+            known = list(dict.fromkeys(value_of(cell) for cell in cells))
+            for value in wanted:
+                if value not in known:
+                    raise InputError(
+                        suite_path,
+                        f"{option} {value!r} is not a {noun} of this suite",
+                        f"use one of {', '.join(map(str, known))}",
+                        f"{noun}s",
+                    )
+            chosen = [cell for cell in chosen if value_of(cell) in wanted]
+        if not chosen:
+            asked = " ".join(f"{option} {v}" for option, _, wanted, _ in self.filters() for v in wanted)
             raise InputError(
                 suite_path,
-                f"--model {label!r} is not a model of this suite",
-                f"use one of {', '.join(known)}",
-                "models",
+                f"no cell of this suite matches {asked}",
+                "check the model's `tasks:` and seeds (a fitted model runs one seed), or drop a filter",
             )
-    return [cell for cell in cells if cell.model.display_label in labels]
+        return chosen
 
 
 def keep(store: Store, spec: CellSpec, outcome: Outcome, run_id: str, console: Console) -> bool:
@@ -146,18 +174,19 @@ def run_suite(
     resume: bool = False,
     executor: str = "local",
     ray_address: str | None = None,
-    only_models: list[str] | None = None,
+    selection: CellSelection = CellSelection(),
     tasks_dirs: Sequence[Path] = (),
     allow_mixed_code: bool = False,
 ) -> RunSummary:
-    """Run the suite's cells, or with `only_models` the cells of those model labels (to redo
-    one model after changing it: with `resume`, into the suite's latest run). Resuming a run
-    whose finished cells other code made is refused unless `allow_mixed_code`."""
+    """Run the suite's cells, or the `selection` of them (with `resume`, into the suite's
+    latest run; without, as a new run that a report of the suite reads beside the earlier
+    ones, its records superseding theirs). Resuming a run whose finished cells other code made
+    is refused unless `allow_mixed_code`."""
     check_data_dir(data_dir)
     check_store_path(store_path)  # a store that cannot be written fails before anything is planned
     suite = load_suite(suite_path)
     all_cells = expand_cells(suite, suite_path, data_dir, tasks_dirs)
-    cells = select_models(all_cells, only_models, suite_path)
+    cells = selection.apply(all_cells, suite_path)
     execute = make_executor(executor, ray_address)
     with Store(store_path) as store:
         store.mark_abandoned()

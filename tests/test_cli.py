@@ -117,6 +117,8 @@ def test_list_and_export(tiny_run):
         (["run", "{dir}/unknown_key.yaml"], "unknown key"),
         (["run", "{dir}/ok.yaml", "--data-dir", "{dir}/no-such-dir"], "--data-dir is not a folder"),
         (["run", "{dir}/ok.yaml", "--model", "nobody"], "--model 'nobody' is not a model of this suite"),
+        (["run", "{dir}/ok.yaml", "--task", "imdb"], "--task 'imdb' is not a task of this suite"),
+        (["run", "{dir}/ok.yaml", "--seed", "7"], "--seed 7 is not a seed of this suite (fix: use one of 0)"),
         (["show", "no-such-run", "--store", "{dir}/store.db"], "no run 'no-such-run'"),
         (["show", "--store", "{dir}/missing.db"], "no results store"),
     ],
@@ -182,3 +184,35 @@ def test_model_filter_runs_one_model_and_resume_adds_another_to_the_same_run(tmp
     assert second.returncode == 0, second.stdout + second.stderr
     records = load_records(store)
     assert sorted(records["model"]) == ["narrow", "wide"] and records["run_id"].nunique() == 1
+
+
+def test_task_and_seed_filters_run_only_those_cells_as_a_new_run(tmp_path):
+    suite = tmp_path / "part.yaml"
+    suite.write_text(
+        "name: part\ntasks: [sst2, rte]\nseeds: [0, 1]\nmodels:\n"
+        "  - {adapter: cnn, label: narrow, params: {embed_dim: 16, num_filters: 8, vocab_size: 1000}}\n"
+        "  - {adapter: tfidf}\n"
+        "training: {epochs: 1, max_seq_length: 64, max_train_examples: 100, max_eval_examples: 50}\n"
+    )
+    store = tmp_path / "harness.db"
+    first = harness("run", str(suite), "--store", str(store), "--task", "rte", "--seed", "1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    records = load_records(store)
+    assert list(zip(records["task"], records["model"], records["seed"], strict=True)) == [
+        ("rte", "narrow", 1)
+    ]
+
+    second = harness("run", str(suite), "--store", str(store), "--model", "tfidf", "--task", "sst2")
+    assert second.returncode == 0, second.stdout + second.stderr
+    records = load_records(store)
+    assert sorted(zip(records["task"], records["model"], records["seed"], strict=True)) == [
+        ("rte", "narrow", 1),
+        ("sst2", "tfidf", 0),
+    ]
+    assert records["run_id"].nunique() == 2  # without --resume, each selection is a run of its own
+
+    # the fitted model runs one seed: nothing matches, and nothing runs
+    none = harness_process("run", str(suite), "--store", str(store), "--model", "tfidf", "--seed", "1")
+    assert none.returncode == 2, none.stdout + none.stderr
+    assert "no cell of this suite matches --model tfidf --seed 1" in none.stderr
+    assert len(none.stderr.strip().splitlines()) == 1 and len(load_records(store)) == 2

@@ -489,145 +489,68 @@ def build_report(
     """The report of these records; `records` as `Store.records()` returns them. `task_rows`
     gives a task's evaluation texts for the example-level tables (`harness/samples.py`)."""
     run_ids = list(dict.fromkeys(str(r) for r in records["run_id"]))
-    load_predictions = _cached(load_predictions)
     records, superseded = latest_per_seed(records)
     ok = records[records["status"] == "ok"]
-    notes: list[str] = []
-    if superseded:
-        notes.append(
-            f"{superseded} record(s) of a (task, variant, seed) that was run again are not shown: "
-            "the latest record of each is (an ok one before a failed one)"
-        )
-    footnotes = _Footnotes()
     facts = task_facts(ok)
     metric_order = {name: fact.metric_keys for name, fact in facts.items()}
     chosen, tuned = select_points(ok)  # a swept model: the records of its selected point
     shown = largest_sizes(chosen)  # a learning curve: its largest size; one variant per label
     entries = pool_seeds(shown, metric_order)
     model_order = list(dict.fromkeys(str(m) for m in ok["model"]))
-    colour_of = colours(model_order)
-
-    sections: list[TaskSection] = []
-    figures: dict[str, dict] = {}
-    for index, (name, fact) in enumerate(facts.items()):
-        task_entries = ranked([e for e in entries if e.task == name])
-        leader = judge_leader(task_entries, load_predictions, alpha=alpha, resamples=resamples)
-        keys = list(metric_order.get(name, []))
-        for entry in task_entries:
-            keys += [k for k in entry.metrics if k not in keys]
-        primary = task_entries[0].primary_metric
-        keys = [primary] + [k for k in keys if k != primary]
-        section = TaskSection(
-            name=name,
-            title=fact.title,
-            description=fact.description,
-            primary_metric=primary,
-            metric_keys=keys,
-            eval_splits=task_entries[0].eval_splits,
-            entries=task_entries,
-            references=[],
-            leader=leader,
-            figures={},
-            pareto={},
-            memory_kinds=sorted({e.memory_kind for e in task_entries if e.memory_kind}),
+    parts = _SectionParts(
+        chosen=chosen,
+        shown=shown,
+        tuned=tuned,
+        model_order=model_order,
+        colour_of=colours(model_order),
+        load_predictions=_cached(load_predictions),
+        references=references,
+        task_rows=task_rows,
+        alpha=alpha,
+        resamples=resamples,
+    )
+    if superseded:
+        parts.notes.append(
+            f"{superseded} record(s) of a (task, variant, seed) that was run again are not shown: "
+            "the latest record of each is (an ok one before a failed one)"
         )
-        for kind, figure in task_figures(fact.title, task_entries, colour_of).items():
-            figure_id = f"fig-{index}-{kind}"
-            figures[figure_id] = figure
-            section.figures[kind] = figure_id
-            cost = "infer_examples_per_s" if kind == "throughput" else "params_total"
-            points = {
-                (e.cost[cost], e.primary.mean): e.model
-                for e in task_entries
-                if e.cost.get(cost) and e.primary.mean is not None
-            }
-            front = pareto_front(list(points), x_higher_is_better=kind == "throughput")
-            section.pareto[kind] = [points[p] for p in front]
-        section.deployed = deployed_table(shown[shown["task"] == name], primary, model_order)
-        if section.deployed is not None:
-            notes += [f"{name} deployed table / {note}" for note in section.deployed.notes]
-            figure = deployed_figure(fact.title, section.deployed, colour_of)
-            if figure is not None:
-                figures[f"fig-{index}-deployed"] = figure
-                section.figures["deployed"] = f"fig-{index}-deployed"
-                section.pareto["deployed"] = section.deployed.pareto
-            for row in section.deployed.rows:
-                if row.flagged:
-                    notes.append(
-                        f"{name} / {row.model}: {row.backend} loses {-row.delta:.1f} points of {primary} "
-                        f"against eager (tolerance {section.deployed.tolerance})"
-                    )
-        _confidence(section, fact.problem_type == "classification", load_predictions, resamples)
-        if section.calibration:
-            figure = reliability_figure(fact.title, section.calibration, colour_of)
-            if figure is not None:
-                figures[f"fig-{index}-reliability"] = figure
-                section.figures["reliability"] = f"fig-{index}-reliability"
-        section.curves = learning_curves(chosen, name, model_order)
-        if section.curves:
-            section.reach = reach_table(section.curves, primary)
-            section.curve_sizes = curve_sizes(section.curves)
-            figures[f"fig-{index}-curve"] = curve_figure(fact.title, primary, section.curves, colour_of)
-            section.figures["curve"] = f"fig-{index}-curve"
-        section.trajectories = task_trajectories(shown, name, [e.model for e in task_entries])
-        if section.trajectories is not None:
-            notes += [f"{name} trajectories / {note}" for note in section.trajectories.notes]
-            for axis in AXES:
-                figure = trajectory_figure(fact.title, section.trajectories, axis, colour_of)
-                if figure is not None:
-                    figures[f"fig-{index}-{axis}"] = figure
-                    section.figures[axis] = f"fig-{index}-{axis}"
-        task_shown = shown[shown["task"] == name]
-        section.equal_size = equal_size_table(task_shown, task_entries, load_predictions, alpha, resamples)
-        section.tuned = [table for table in tuned if table.task == name]
-        section.gaps = task_gaps(shown, task_entries, references, name)
-        for gap in section.gaps:
-            if gap.unexplained:
-                notes.append(
-                    f"{name} / {gap.model}: {gap.delta:+.1f} points against {gap.counterpart} "
-                    f"({gap.theirs:.1f}), and nothing explains it: a bug until shown otherwise"
-                )
-        section.references = _reference_rows_for_task(section, references, footnotes)
-        rows = task_rows(name) if task_rows is not None else "the report was not given the task's data"
-        if fact.problem_type == "classification":
-            names = next((n for n in shown.loc[shown["task"] == name, "label_names"] if n), None)
-            split = split_metric_key(primary)[1]
-            section.examples = task_examples(task_entries, load_predictions, rows, split, names)
-        else:
-            section.examples = TaskExamples(
-                note="confusion matrices and right-or-wrong rows need classes; this task predicts a score "
-                "(its rows are in `harness export RUN --samples`)"
-            )
-        section.slices = task_slices(task_entries, load_predictions, rows, alpha, resamples)
-        ranked_models = [entry.model for entry in task_entries]
-        section.robustness = robustness_table(shown[shown["task"] == name], ranked_models, primary)
-        if section.robustness is not None:
-            figure = robustness_figure(fact.title, section.robustness, colour_of)
-            if figure is not None:
-                figures[f"fig-{index}-robustness"] = figure
-                section.figures["robustness"] = f"fig-{index}-robustness"
-        section.findings = task_findings(section.examples, section.slices, section.robustness, ranked_models)
-        sections.append(section)
-        for entry in task_entries:
-            if entry.mixed_configs:
-                notes.append(
-                    f"{name} / {entry.model}: seeds pooled from runs with differing settings "
-                    "(the same label was used for different configurations)"
-                )
-            if entry.cost_basis:
-                notes.append(f"{name} / {entry.model}: {entry.cost_basis}")
-
+    sections = [
+        parts.section(index, fact, [e for e in entries if e.task == name])
+        for index, (name, fact) in enumerate(facts.items())
+    ]
     specs = {fact.group.name: fact.group for fact in facts.values() if fact.group is not None}
     groups = [GroupView(spec, list(spec.scores)) for spec in specs.values()]
-    models = []
+    provenance = _provenance(records, run_ids)
+    return Report(
+        title=title,
+        tasks=sections,
+        models=_model_rows(entries, model_order, groups),
+        references=_overview_references(sections, references, parts.footnotes, groups),
+        groups=groups,
+        footnotes=parts.footnotes.sources,
+        figures=parts.figures,
+        provenance=provenance,
+        notes=parts.notes + _provenance_notes(provenance),
+        alpha=alpha,
+    )
+
+
+def _model_rows(
+    entries: Sequence[Entry], model_order: Sequence[str], groups: Sequence[GroupView]
+) -> list[ModelRow]:
+    """The overview's rows: each model's entries by task and its group scores."""
+    rows = []
     for model in model_order:
         mine = {e.task: e for e in entries if e.model == model}
         scores: dict[str, GroupScore] = {}
         for view in groups:
             scores.update(group_scores(view.spec, {task: e.metric_means() for task, e in mine.items()}))
-        models.append(ModelRow(model, mine, scores))
-    overview_refs = _overview_references(sections, references, footnotes, groups)
-    provenance = _provenance(records, run_ids)
+        rows.append(ModelRow(model, mine, scores))
+    return rows
+
+
+def _provenance_notes(provenance: Provenance) -> list[str]:
+    notes = []
     if len(provenance.code) > 1:
         notes.append(
             f"these figures were made by {len(provenance.code)} code versions: {'; '.join(provenance.code)}"
@@ -637,15 +560,179 @@ def build_report(
             f"{len(provenance.cells_failed)} failed cell(s) are not shown: "
             + "; ".join(provenance.cells_failed)
         )
-    return Report(
-        title=title,
-        tasks=sections,
-        models=models,
-        references=overview_refs,
-        groups=groups,
-        footnotes=footnotes.sources,
-        figures=figures,
-        provenance=provenance,
-        notes=notes,
-        alpha=alpha,
-    )
+    return notes
+
+
+@dataclass
+class _SectionParts:
+    """Builds each task's section, part by part, from what every section shares: the records
+    shown, the statistics' settings, and the figures, notes and footnotes the sections add to
+    (figure ids are report-wide: `fig-<task index>-<kind>`)."""
+
+    chosen: pd.DataFrame  # a swept model's selected point, at every training size
+    shown: pd.DataFrame  # one variant per label: the records the tables show
+    tuned: list[TunedModel]
+    model_order: list[str]
+    colour_of: dict[str, str]
+    load_predictions: PredictionLoader
+    references: Sequence[Reference]
+    task_rows: Callable[[str], TaskRows | str] | None
+    alpha: float
+    resamples: int
+    footnotes: _Footnotes = field(default_factory=_Footnotes)
+    figures: dict[str, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def section(self, index: int, fact: TaskFacts, entries: list[Entry]) -> TaskSection:
+        name = fact.name
+        task_entries = ranked(entries)
+        task_shown = self.shown[self.shown["task"] == name]
+        section = self._tables(fact, task_entries)
+        self._cost_figures(section, index)
+        self._deployed(section, index, task_shown)
+        _confidence(section, fact.problem_type == "classification", self.load_predictions, self.resamples)
+        if section.calibration:
+            self._keep(
+                section,
+                index,
+                "reliability",
+                reliability_figure(fact.title, section.calibration, self.colour_of),
+            )
+        self._learning(section, index, fact.title, task_shown)
+        section.tuned = [table for table in self.tuned if table.task == name]
+        self._gaps(section)
+        section.references = _reference_rows_for_task(section, self.references, self.footnotes)
+        self._why(section, index, fact, task_shown)
+        self._entry_notes(section)
+        return section
+
+    def _keep(self, section: TaskSection, index: int, kind: str, figure: dict | None) -> None:
+        """Keep a section's figure (none: nothing to plot) under its report-wide id."""
+        if figure is not None:
+            self.figures[f"fig-{index}-{kind}"] = figure
+            section.figures[kind] = f"fig-{index}-{kind}"
+
+    def _tables(self, fact: TaskFacts, task_entries: list[Entry]) -> TaskSection:
+        """The section's frame: its ranked entries, their metric columns and the leader test."""
+        primary = task_entries[0].primary_metric
+        keys = list(fact.metric_keys)
+        for entry in task_entries:
+            keys += [k for k in entry.metrics if k not in keys]
+        return TaskSection(
+            name=fact.name,
+            title=fact.title,
+            description=fact.description,
+            primary_metric=primary,
+            metric_keys=[primary] + [k for k in keys if k != primary],
+            eval_splits=task_entries[0].eval_splits,
+            entries=task_entries,
+            references=[],
+            leader=judge_leader(
+                task_entries, self.load_predictions, alpha=self.alpha, resamples=self.resamples
+            ),
+            figures={},
+            pareto={},
+            memory_kinds=sorted({e.memory_kind for e in task_entries if e.memory_kind}),
+        )
+
+    def _cost_figures(self, section: TaskSection, index: int) -> None:
+        """Accuracy against inference throughput and against parameters, each with its Pareto front."""
+        for kind, figure in task_figures(section.title, section.entries, self.colour_of).items():
+            self._keep(section, index, kind, figure)
+            cost = "infer_examples_per_s" if kind == "throughput" else "params_total"
+            points = {
+                (e.cost[cost], e.primary.mean): e.model
+                for e in section.entries
+                if e.cost.get(cost) and e.primary.mean is not None
+            }
+            front = pareto_front(list(points), x_higher_is_better=kind == "throughput")
+            section.pareto[kind] = [points[p] for p in front]
+
+    def _deployed(self, section: TaskSection, index: int, task_shown: pd.DataFrame) -> None:
+        """The deployed backends' table and figure, with a note for each backend that loses points."""
+        deployed = section.deployed = deployed_table(task_shown, section.primary_metric, self.model_order)
+        if deployed is None:
+            return
+        self.notes += [f"{section.name} deployed table / {note}" for note in deployed.notes]
+        figure = deployed_figure(section.title, deployed, self.colour_of)
+        if figure is not None:
+            self._keep(section, index, "deployed", figure)
+            section.pareto["deployed"] = deployed.pareto
+        for row in deployed.rows:
+            if row.flagged:
+                self.notes.append(
+                    f"{section.name} / {row.model}: {row.backend} loses {-row.delta:.1f} points of "
+                    f"{section.primary_metric} against eager (tolerance {deployed.tolerance})"
+                )
+
+    def _learning(self, section: TaskSection, index: int, title: str, task_shown: pd.DataFrame) -> None:
+        """Learning curves (training sizes), trajectories (time and FLOPs) and the equal-size table."""
+        section.curves = learning_curves(self.chosen, section.name, self.model_order)
+        if section.curves:
+            section.reach = reach_table(section.curves, section.primary_metric)
+            section.curve_sizes = curve_sizes(section.curves)
+            self._keep(
+                section,
+                index,
+                "curve",
+                curve_figure(title, section.primary_metric, section.curves, self.colour_of),
+            )
+        models = [e.model for e in section.entries]
+        section.trajectories = task_trajectories(self.shown, section.name, models)
+        if section.trajectories is not None:
+            self.notes += [f"{section.name} trajectories / {note}" for note in section.trajectories.notes]
+            for axis in AXES:
+                self._keep(
+                    section, index, axis, trajectory_figure(title, section.trajectories, axis, self.colour_of)
+                )
+        section.equal_size = equal_size_table(
+            task_shown, section.entries, self.load_predictions, self.alpha, self.resamples
+        )
+
+    def _gaps(self, section: TaskSection) -> None:
+        """Each model against the published numbers it stands for; an unexplained gap is a note."""
+        section.gaps = task_gaps(self.shown, section.entries, self.references, section.name)
+        for gap in section.gaps:
+            if gap.unexplained:
+                self.notes.append(
+                    f"{section.name} / {gap.model}: {gap.delta:+.1f} points against {gap.counterpart} "
+                    f"({gap.theirs:.1f}), and nothing explains it: a bug until shown otherwise"
+                )
+
+    def _why(self, section: TaskSection, index: int, fact: TaskFacts, task_shown: pd.DataFrame) -> None:
+        """Why a model wins: examples, slices, robustness probes, and the findings they add up to."""
+        rows = (
+            self.task_rows(fact.name)
+            if self.task_rows is not None
+            else "the report was not given the task's data"
+        )
+        if fact.problem_type == "classification":
+            names = next((n for n in task_shown["label_names"] if n), None)
+            split = split_metric_key(section.primary_metric)[1]
+            section.examples = task_examples(section.entries, self.load_predictions, rows, split, names)
+        else:
+            section.examples = TaskExamples(
+                note="confusion matrices and right-or-wrong rows need classes; this task predicts a score "
+                "(its rows are in `harness export RUN --samples`)"
+            )
+        section.slices = task_slices(section.entries, self.load_predictions, rows, self.alpha, self.resamples)
+        ranked_models = [entry.model for entry in section.entries]
+        section.robustness = robustness_table(task_shown, ranked_models, section.primary_metric)
+        if section.robustness is not None:
+            self._keep(
+                section,
+                index,
+                "robustness",
+                robustness_figure(fact.title, section.robustness, self.colour_of),
+            )
+        section.findings = task_findings(section.examples, section.slices, section.robustness, ranked_models)
+
+    def _entry_notes(self, section: TaskSection) -> None:
+        for entry in section.entries:
+            if entry.mixed_configs:
+                self.notes.append(
+                    f"{section.name} / {entry.model}: seeds pooled from runs with differing settings "
+                    "(the same label was used for different configurations)"
+                )
+            if entry.cost_basis:
+                self.notes.append(f"{section.name} / {entry.model}: {entry.cost_basis}")
