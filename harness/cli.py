@@ -8,17 +8,22 @@ imported inside the commands that use them, so `harness --help` answers at once.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from enum import Enum
 from functools import wraps
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from harness.errors import InputError
+
+if TYPE_CHECKING:
+    from harness.profile import ProfileRow
 
 app = typer.Typer(
     help="Benchmark and compare text classifiers on GLUE, SST-2 and IMDb.",
@@ -455,11 +460,6 @@ def profile(
     ),
 ) -> None:
     """Time, peak memory and MFU of one forward+backward step of each model over sequence lengths."""
-    import math
-
-    import torch
-
-    from harness.models.registry import FittedAdapter, load_adapters
     from harness.profile import (
         exponents,
         measure_peaks,
@@ -470,31 +470,10 @@ def profile(
     )
 
     check_output(out, "--out", folder=True)
-    names = [name.strip() for name in models.split(",") if name.strip()]
-    known = load_adapters()
-    unknown = [name for name in names if name not in known]
-    if not names or unknown:
-        raise InputError("--models", f"unknown adapter(s) {unknown}", f"use some of {', '.join(known)}")
-    fitted = [name for name in names if issubclass(known[name], FittedAdapter)]
-    if fitted:
-        raise InputError(
-            "--models",
-            f"{', '.join(fitted)} is fitted in one call, not trained by steps: it has no step to profile",
-            "profile the trained models; a fitted model's cost is its cell's fit seconds",
-        )
+    names = _profiled_adapters(models)
     lengths = _int_list(seq_lens, "--seq-lens")
-    try:
-        model_params = json.loads(params) if params else {}
-    except json.JSONDecodeError as error:
-        raise InputError("--params", f"not JSON ({error.msg})", "e.g. '{\"d_model\": 256}'") from None
-    if not isinstance(model_params, dict):
-        raise InputError("--params", "must be a JSON object", "e.g. '{\"d_model\": 256}'")
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError("--device", f"{device!r} is not a device", "use auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device", "no CUDA device is available", "use --device cpu")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model_params = _json_params(params)
+    device = _profile_device(device)
 
     def show(row) -> None:
         done = f"{row.time_ms:.1f} ms" if row.error is None else f"[red]{row.error.splitlines()[0]}[/]"
@@ -508,12 +487,63 @@ def profile(
         names, lengths, batch_size, repeats, warmup, device, threads, show, peaks["float32"], model_params
     )
     found = exponents(rows)
+    _print_profile(rows, found, f"one training step (forward + backward), batch {batch_size}, {device}")
+    written = [write_csv(rows, out / "profile.csv"), write_exponents_csv(found, out / "exponents.csv")]
+    written += write_plot(rows, found, out)
+    console.print("wrote " + ", ".join(str(path) for path in written))
+    raise typer.Exit(1 if any(row.error for row in rows) else 0)
+
+
+def _profiled_adapters(models: str) -> list[str]:
+    """`--models` as adapter names: known ones, trained by steps (a fitted model has no step)."""
+    from harness.models.registry import FittedAdapter, load_adapters
+
+    names = [name.strip() for name in models.split(",") if name.strip()]
+    known = load_adapters()
+    unknown = [name for name in names if name not in known]
+    if not names or unknown:
+        raise InputError("--models", f"unknown adapter(s) {unknown}", f"use some of {', '.join(known)}")
+    fitted = [name for name in names if issubclass(known[name], FittedAdapter)]
+    if fitted:
+        raise InputError(
+            "--models",
+            f"{', '.join(fitted)} is fitted in one call, not trained by steps: it has no step to profile",
+            "profile the trained models; a fitted model's cost is its cell's fit seconds",
+        )
+    return names
+
+
+def _json_params(params: str | None) -> dict:
+    try:
+        model_params = json.loads(params) if params else {}
+    except json.JSONDecodeError as error:
+        raise InputError("--params", f"not JSON ({error.msg})", "e.g. '{\"d_model\": 256}'") from None
+    if not isinstance(model_params, dict):
+        raise InputError("--params", "must be a JSON object", "e.g. '{\"d_model\": 256}'")
+    return model_params
+
+
+def _profile_device(device: str) -> str:
+    """`--device` as the device to profile on: auto is CUDA where there is one."""
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError("--device", f"{device!r} is not a device", "use auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", "no CUDA device is available", "use --device cpu")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _print_profile(rows: list[ProfileRow], found: dict[str, dict[str, float]], title: str) -> None:
+    """The profile's steps and growth exponents, as tables (a failed step in red)."""
 
     def fmt(value, spec: str = ".1f") -> str:
         missing = value is None or (isinstance(value, float) and math.isnan(value))
         return "" if missing else format(value, spec)
 
-    table = Table(title=f"one training step (forward + backward), batch {batch_size}, {device}")
+    table = Table(title=title)
     columns = (
         "model", "seq len", "time ms (median)", "time ms (min)", "tokens/s", "GFLOP/s", "MFU (fp32)",
         "peak MB", "RSS Δ MB",
@@ -543,11 +573,6 @@ def profile(
         growth.add_row(model, *(fmt(values[key], ".2f") for key in ("time_ms", "peak_mb", "rss_mb")))
     console.print(growth)
     console.print(f"peak memory: {next((r.memory_method for r in rows if r.memory_method), 'n/a')}")
-
-    written = [write_csv(rows, out / "profile.csv"), write_exponents_csv(found, out / "exponents.csv")]
-    written += write_plot(rows, found, out)
-    console.print("wrote " + ", ".join(str(path) for path in written))
-    raise typer.Exit(1 if any(row.error for row in rows) else 0)
 
 
 @app.command()

@@ -269,34 +269,47 @@ def compare_quality(
                 row.mde = minimum_detectable_effect(b, c, thresholds.alpha)
                 pending.append((row, gain, *welch_one_sided(b, c)))
             else:
-                # no seed noise to test against in a fit without randomness: a change is the code's or data's
-                if _unseeded(current[(current.task == task) & (current.variant == variant)]):
-                    row.reason = f"a fit without randomness: any change is real; tolerance {effect} points"
-                else:
-                    row.weak = True
-                    row.reason = f"one seed: absolute tolerance {effect} points only (weak verdict)"
-                if gain < -effect:
-                    row.verdict = "regression"
-                elif gain > effect:
-                    row.verdict = "improvement"
+                unseeded = _unseeded(current[(current.task == task) & (current.variant == variant)])
+                _judge_one_seed(row, gain, effect, unseeded)
         results.append(row)
-    if pending:
-        lower = holm_adjusted([p for _, _, p, _ in pending])
-        higher = holm_adjusted([p for _, _, _, p in pending])
-        for (row, gain, _, _), p_low, p_high in zip(pending, lower, higher, strict=True):
-            effect = thresholds.effect_for(row.task, row.metric)
-            if p_low < thresholds.alpha and gain < -effect:
-                row.verdict, row.p_value = "regression", p_low
-            elif p_high < thresholds.alpha and gain > effect:
-                row.verdict, row.p_value = "improvement", p_high
-            else:
-                row.p_value = min(p_low, p_high)
-                row.reason = (
-                    f"not significant (Holm p={row.p_value:.3g})"
-                    if row.p_value >= thresholds.alpha
-                    else f"significant but within {effect} points"
-                )
+    _judge_seeded(pending, thresholds)
     return results
+
+
+def _judge_one_seed(row: Comparison, gain: float, effect: float, unseeded: bool) -> None:
+    """A side with one seed has no seed noise to test against: the verdict is the tolerance's alone
+    (weak), or, for a fit without randomness, certain (a change is the code's or the data's)."""
+    if unseeded:
+        row.reason = f"a fit without randomness: any change is real; tolerance {effect} points"
+    else:
+        row.weak = True
+        row.reason = f"one seed: absolute tolerance {effect} points only (weak verdict)"
+    if gain < -effect:
+        row.verdict = "regression"
+    elif gain > effect:
+        row.verdict = "improvement"
+
+
+def _judge_seeded(pending: list[tuple[Comparison, float, float, float]], thresholds: Thresholds) -> None:
+    """Seeded comparisons, (row, gain, p worse, p better) each: Welch's one-sided p values, Holm-adjusted
+    over all of them per direction; a verdict needs significance and a change beyond the effect size."""
+    if not pending:
+        return
+    lower = holm_adjusted([p for _, _, p, _ in pending])
+    higher = holm_adjusted([p for _, _, _, p in pending])
+    for (row, gain, _, _), p_low, p_high in zip(pending, lower, higher, strict=True):
+        effect = thresholds.effect_for(row.task, row.metric)
+        if p_low < thresholds.alpha and gain < -effect:
+            row.verdict, row.p_value = "regression", p_low
+        elif p_high < thresholds.alpha and gain > effect:
+            row.verdict, row.p_value = "improvement", p_high
+        else:
+            row.p_value = min(p_low, p_high)
+            row.reason = (
+                f"not significant (Holm p={row.p_value:.3g})"
+                if row.p_value >= thresholds.alpha
+                else f"significant but within {effect} points"
+            )
 
 
 def _metric_keys(frame: pd.DataFrame) -> set[tuple[str, str, str]]:

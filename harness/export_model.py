@@ -162,12 +162,25 @@ def model_card(
 
 
 def card_text(record: pd.Series, predictions: pd.DataFrame, backend: str, kind: str, split: str) -> str:
-    config = record["config"]
+    """The card's text (below its model-index metadata): scores, calibration, probes, the
+    deployed cost, the recipe and the provenance, each section from the cell's record."""
     lines = [
-        f"# {record['variant']} on {config['task']['name']}",
+        f"# {record['variant']} on {record['config']['task']['name']}",
         "",
         f"Exported by text-classifier-harness from run `{record['run_id']}`, cell `{record['cell_id']}`, "
         f"as `{backend}` ({kind}). `loader.py` beside this card classifies texts (`classify([...])`).",
+        *_score_lines(record, backend, split),
+        *_calibration_lines(predictions),
+        *_probe_lines(record),
+        *_deployed_lines(record, backend),
+        *_recipe_lines(record),
+        *_provenance_lines(record),
+    ]
+    return "\n".join(lines)
+
+
+def _score_lines(record: pd.Series, backend: str, split: str) -> list[str]:
+    lines = [
         "",
         "## Scores",
         "",
@@ -182,33 +195,54 @@ def card_text(record: pd.Series, predictions: pd.DataFrame, backend: str, kind: 
         lines.append(
             f"\nThe cell did not serve `{backend}` (its suite's `deploy:` did not list it): no score."
         )
-    if "logits" in predictions and len(predictions):
-        figures = cell_calibration(np.stack(predictions["logits"]), predictions["label"].to_numpy())
-        lines += ["", "## Calibration", "", f"ECE {figures['ece']:.2f}%, Brier {figures['brier']:.4f}, "
-                  f"NLL {figures['nll']:.4f} (eager, on the same rows)."]  # fmt: skip
+    return lines
+
+
+def _calibration_lines(predictions: pd.DataFrame) -> list[str]:
+    if "logits" not in predictions or not len(predictions):
+        return []
+    figures = cell_calibration(np.stack(predictions["logits"]), predictions["label"].to_numpy())
+    return ["", "## Calibration", "", f"ECE {figures['ece']:.2f}%, Brier {figures['brier']:.4f}, "
+            f"NLL {figures['nll']:.4f} (eager, on the same rows)."]  # fmt: skip
+
+
+def _probe_lines(record: pd.Series) -> list[str]:
     probes = {
         name: result for name, result in (record.get("probes") or {}).items() if result["status"] == "ok"
     }
-    if probes:
-        lines += ["", "## Robustness probes", "", "| probe | metrics on perturbed rows |", "|---|---|"]
-        lines += [
-            f"| {name} | {', '.join(f'{k} {v:.2f}' for k, v in result['metrics'].items())} |"
-            for name, result in probes.items()
-        ]
+    if not probes:
+        return []
+    return ["", "## Robustness probes", "", "| probe | metrics on perturbed rows |", "|---|---|"] + [
+        f"| {name} | {', '.join(f'{k} {v:.2f}' for k, v in result['metrics'].items())} |"
+        for name, result in probes.items()
+    ]
+
+
+def _deployed_lines(record: pd.Series, backend: str) -> list[str]:
     served = (record.get("deployed") or {}).get(backend) or {}
-    lines += ["", "## Deployed", ""]
-    if served.get("status") == "ok":
-        lines.append(
-            f"As `{backend}` on {machine_name(record)}: {served['infer_examples_per_s']:,.0f} examples/s "
-            f"at batch {config['training']['eval_batch_size']}, one example p50 "
-            f"{served['latency_p50_ms']:.2f} ms / p95 {served['latency_p95_ms']:.2f} ms, "
-            f"peak memory {served['peak_mb']:,.0f} MB ({served['memory_kind']})."
-        )
-    else:
-        lines.append(f"The cell did not measure `{backend}` (its suite's `deploy:` did not list it).")
-    model = config["model"]
+    if served.get("status") != "ok":
+        return [
+            "",
+            "## Deployed",
+            "",
+            f"The cell did not measure `{backend}` (its suite's `deploy:` did not list it).",
+        ]
+    return [
+        "",
+        "## Deployed",
+        "",
+        f"As `{backend}` on {machine_name(record)}: {served['infer_examples_per_s']:,.0f} examples/s "
+        f"at batch {record['config']['training']['eval_batch_size']}, one example p50 "
+        f"{served['latency_p50_ms']:.2f} ms / p95 {served['latency_p95_ms']:.2f} ms, "
+        f"peak memory {served['peak_mb']:,.0f} MB ({served['memory_kind']}).",
+    ]
+
+
+def _recipe_lines(record: pd.Series) -> list[str]:
+    """The model and training settings the cell ran with (an equal-size cell: its chosen widths)."""
+    config, model = record["config"], record["config"]["model"]
     sizing = record.get("sizing") or {}
-    lines += ["", "## Recipe", ""]
+    lines = ["", "## Recipe", ""]
     if sizing:  # an equal-size suite's cell: the widths its budget chose replace the suite's
         model = model | {"params": model["params"] | sizing["widths"]}
         lines += [
@@ -218,10 +252,15 @@ def card_text(record: pd.Series, predictions: pd.DataFrame, backend: str, kind: 
             + ".",
             "",
         ]
-    lines += [
+    return lines + [
         "```json",
         json.dumps({"model": model, "training": config["training"]}, indent=2, default=str),
         "```",
+    ]
+
+
+def _provenance_lines(record: pd.Series) -> list[str]:
+    return [
         "",
         "## Provenance",
         "",
@@ -232,4 +271,3 @@ def card_text(record: pd.Series, predictions: pd.DataFrame, backend: str, kind: 
         f"- trained on {machine_name(record)}, {record.get('finished_at')}",
         "",
     ]
-    return "\n".join(lines)

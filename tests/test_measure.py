@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import harness
 from torch import nn
 
 from harness.batching import Encoded
@@ -206,6 +207,7 @@ BALLAST_SOURCE = f'''
 
 import torch
 from pydantic import Field
+from conftest import harness
 from torch import nn
 
 from harness.models.registry import register_adapter
@@ -407,6 +409,24 @@ def test_profile_command_prints_exponents_and_writes_the_plot(tmp_path):
     assert (rows["flops_per_step"] > 0).all() and "dense-matmul peak" in result.stdout
     exponents = pd.read_csv(out / "exponents.csv").set_index("model")
     assert np.isfinite(exponents.loc["cnn", "time_ms_exponent"])
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--models", "cnn,nobody"], "--models: unknown adapter(s) ['nobody']"),
+        (["--models", "tfidf"], "tfidf is fitted in one call, not trained by steps"),
+        (["--seq-lens", "0"], "--seq-lens: '0' needs at least one positive integer"),
+        (["--params", "{d_model: 8}"], "--params: not JSON"),
+        (["--params", "[8]"], "--params: must be a JSON object"),
+        (["--device", "tpu"], "--device: 'tpu' is not a device"),
+    ],
+)
+def test_profile_refuses_bad_options_in_one_line_before_measuring(tmp_path, args, words):
+    result = harness("profile", *args, "--out", str(tmp_path / "profile"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "profiling" not in result.stdout and not (tmp_path / "profile" / "profile.csv").exists()
 
 
 ALLOCATOR_SUITE = """
