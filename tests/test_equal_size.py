@@ -13,6 +13,7 @@ from harness.config import BudgetPoint, CellSpec, ModelSpec, TrainingSettings, a
 from harness.export_model import card_text
 from harness.models.registry import TaskInfo, get_adapter
 from harness.record import CellRecord
+from harness.report.equal_size import size_race_sentences
 from harness.report.trajectories import Reach, SeedPath, races, seed_band, task_trajectories
 from harness.sizing import BudgetUnreachable, sized_adapter
 from harness.store import Store
@@ -132,14 +133,15 @@ def test_without_a_holdout_the_trajectory_ends_at_the_evaluation_itself(data_dir
     assert 0 <= trajectory["points"][0]["value"] <= 100
 
 
-def test_race_and_band_by_hand():
-    def path(seed, values, seconds):
-        points = [
-            {"value": v, "train_seconds": s, "train_flops": 10 * s}
-            for v, s in zip(values, seconds, strict=True)
-        ]
-        return SeedPath(seed, points)
+def path(seed: int, values: list[float], seconds: list[float], flops_per_second: float = 10) -> SeedPath:
+    points = [
+        {"value": v, "train_seconds": s, "train_flops": flops_per_second * s}
+        for v, s in zip(values, seconds, strict=True)
+    ]
+    return SeedPath(seed, points)
 
+
+def test_race_and_band_by_hand():
     fast = [path(0, [70, 80, 90], [1, 2, 3]), path(1, [60, 85, 88], [1, 2, 4])]
     slow = [path(0, [50, 60, 80], [2, 4, 6]), path(1, [55, 65, 82], [2, 4, 8])]
     finals = {"fast": 89.0, "slow": 81.0}
@@ -156,6 +158,32 @@ def test_race_and_band_by_hand():
     assert list(x) == [1, 2, 3]  # where both seeds were measured: up to seed 0's last point
     assert list(mean) == pytest.approx([65, 82.5, (90 + (85 + 88) / 2) / 2])
     assert list(low) == pytest.approx([60, 80, 86.5]) and list(high) == pytest.approx([70, 85, 90])
+
+
+def test_each_size_has_its_own_race_winner():
+    """At equal size the question is who gets there first among models of one size: the 4M cnn,
+    which never reaches the score, does not hand the 4M race to nobody, and the 1M rnn, one of
+    whose two seeds reaches it, does not win the 1M race."""
+    paths = {
+        "cnn@1M": [path(0, [70, 80, 90], [1, 2, 4], 1e9), path(1, [60, 85, 88], [1, 2, 4], 1e9)],
+        "rnn@1M": [path(0, [50, 60, 80], [2, 4, 6], 1e9), path(1, [55, 65, 82], [2, 4, 8], 1e9)],
+        "cnn@4M": [path(0, [40, 50, 60], [5, 10, 20], 1e9), path(1, [40, 50, 60], [5, 10, 20], 1e9)],
+        "rnn@4M": [path(0, [70, 75, 85], [3, 6, 9], 3e9), path(1, [72, 76, 84], [3, 6, 11], 3e9)],
+    }
+    finals = {model: float(np.mean([p.points[-1]["value"] for p in seeds])) for model, seeds in paths.items()}
+    sizes = {"1M params": {"cnn@1M": "cnn", "rnn@1M": "rnn"}, "4M params": {"cnn@4M": "cnn", "rnn@4M": "rnn"}}
+    first, _, last = size_race_sentences(races(paths, finals), sizes)
+    # 90% of the best final (89): 80.1. cnn@1M's seeds reach it at 4 s and 2 s (median 3 s, 3G
+    # FLOPs); rnn@4M's at 9 s (85) and 11 s (84): median 10 s, 30G
+    assert first == (
+        "At each size, first to 80.1: by training time 1M params cnn (3 s), 4M params rnn (10 s); "
+        "by training FLOPs 1M params cnn (3G), 4M params rnn (30G)."
+    )
+    # 99% (88.1): only cnn@1M's seed 0 (90 at 4 s): one seed of two is no majority
+    assert last == (
+        "At each size, first to 88.1: by training time 1M params none, 4M params none; "
+        "by training FLOPs 1M params none, 4M params none."
+    )
 
 
 def test_a_seed_trained_on_a_shared_machine_is_named_beside_the_time_axis():
@@ -236,12 +264,27 @@ def test_a_budgeted_suite_runs_each_size_as_a_model_and_reports_the_grid_and_the
     # the 90% race by hand: per model, the median over seeds of when a seed first reached it
     paths = {m: [t["points"] for t in g["trajectory"]] for m, g in records.groupby("model")}
     target = 0.9 * max(np.mean([p[-1]["value"] for p in seeds]) for seeds in paths.values())
+    medians = {}  # the models both of whose seeds reached it (a majority of two), and when
     for model, seeds in paths.items():
         hits = [next((p["train_seconds"] for p in points if p["value"] >= target), None) for points in seeds]
         hits = [h for h in hits if h is not None]
         row = next(line for line in race.splitlines() if line.startswith(f"| {model} |"))
         expected = f"{np.median(hits):,.0f} ({len(hits)}/2)" if hits else "—"
         assert row.split("|")[3].strip() == expected, (row, hits)
+        if len(hits) == 2:
+            medians[model] = float(np.median(hits))
+    # and within each size, the first of that size's models
+    assert race.count("At each size, first to ") == 3
+    by_time = next(line for line in race.splitlines() if "At each size, first to" in line).split(
+        "; by training"
+    )[0]
+    for size in ("40k", "80k"):
+        mine = {m: t for m, t in medians.items() if m.endswith(f"@{size}-params")}
+        first = min(mine, key=mine.get) if mine else None
+        expected = (
+            f"{size} params {first.split('@')[0]} ({mine[first]:,.0f} s)" if first else f"{size} params none"
+        )
+        assert expected in by_time, (by_time, medians)
     in_browser(out / "index.html", records)
 
 

@@ -31,7 +31,7 @@ from harness.report.curves import (
     reach_table,
 )
 from harness.report.deployed import DeployedTable, deployed_figure, deployed_table
-from harness.report.equal_size import EqualSize, equal_size_table
+from harness.report.equal_size import EqualSize, equal_size_table, size_race_sentences
 from harness.report.examples import TaskExamples, task_examples
 from harness.report.findings import task_findings
 from harness.report.gaps import TOLERANCE, Gap, task_gaps
@@ -688,6 +688,9 @@ class _SectionParts:
         section.equal_size = equal_size_table(
             task_shown, section.entries, self.load_predictions, self.alpha, self.resamples
         )
+        if section.equal_size is not None and section.trajectories is not None:
+            races = section.trajectories.races
+            section.trajectories.sentences += size_race_sentences(races, section.equal_size.sizes())
 
     def _gaps(self, section: TaskSection) -> None:
         """Each model against the published numbers it stands for; an unexplained gap is a note."""

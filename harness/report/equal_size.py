@@ -16,6 +16,7 @@ import pandas as pd
 from harness.config import amount_label
 from harness.report.leader import PredictionLoader, judge_leader
 from harness.report.scores import Entry
+from harness.report.trajectories import Race
 
 
 @dataclass
@@ -35,6 +36,38 @@ class EqualSize:
 
     def label(self, budget: float) -> str:
         return f"{amount_label(budget)} {'params' if self.kind == 'params' else 'FLOPs/example'}"
+
+    def sizes(self) -> dict[str, dict[str, str]]:
+        """Each size's label → its models (their labels in the report) → their family."""
+        return {
+            self.label(budget): {
+                cells[budget].entry.model: family for family, cells in self.rows.items() if budget in cells
+            }
+            for budget in self.budgets
+        }
+
+
+def size_race_sentences(races: list[Race], sizes: dict[str, dict[str, str]]) -> list[str]:
+    """Who reaches each race's score first among the models of one size, by training time and by
+    training FLOPs: the race an equal-size comparison asks about (the task's own race puts every
+    size in one field)."""
+    sentences = []
+    for race in races:
+        by_axis = []
+        for by, unit in (("seconds", "training time"), ("flops", "training FLOPs")):
+            firsts = []
+            for size, families in sizes.items():
+                within = Race(race.share, race.target, {m: r for m, r in race.times.items() if m in families})
+                winner = within.winner(by)
+                if winner is None:
+                    firsts.append(f"{size} none")
+                    continue
+                value = getattr(within.times[winner], by)
+                amount = f"{value:,.0f} s" if by == "seconds" else amount_label(value)
+                firsts.append(f"{size} {families[winner]} ({amount})")
+            by_axis.append(f"by {unit} {', '.join(firsts)}")
+        sentences.append(f"At each size, first to {race.target:.1f}: {'; '.join(by_axis)}.")
+    return sentences
 
 
 def equal_size_table(
