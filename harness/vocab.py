@@ -1,10 +1,11 @@
 """A vocabulary trained on the task's training texts, for models that start from scratch.
 
-Trained with Hugging Face `tokenizers` (WordPiece, or whole words), wrapped as a
-`PreTrainedTokenizerFast` so that from-scratch and pretrained models go through
-one encoding path: `[CLS] a [SEP]` for one text, `[CLS] a [SEP] b [SEP]` with
-segment ids 0/1 for a pair. Cached on disk by (training-data fingerprint,
-settings): the second run of a suite loads the file instead of retraining.
+WordPiece pieces (trained by `harness.wordpiece`, deterministically) or whole words (tokenizers'
+WordLevel trainer), as a Hugging Face `tokenizers` model with BERT's normalizer and pre-tokenizer,
+wrapped as a `PreTrainedTokenizerFast` so that from-scratch and pretrained models go through one
+encoding path: `[CLS] a [SEP]` for one text, `[CLS] a [SEP] b [SEP]` with segment ids 0/1 for a
+pair. Cached on disk by (training-data fingerprint, settings, trainer): the second run of a suite
+loads the file instead of retraining; the same texts give the same vocabulary on any machine.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.wordpiece import PREFIX, train_wordpiece_vocab
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CACHE_ENV = "HARNESS_CACHE_DIR"
+TRAINER = "harness.wordpiece/1"  # part of the cache key: a vocabulary another trainer made is not reused
 
 
 class VocabSettings(BaseModel):
@@ -50,23 +54,25 @@ def _train(texts: list[str], settings: VocabSettings):
         trainers,
     )
 
-    model, trainer_class = {
-        "wordpiece": (models.WordPiece, trainers.WordPieceTrainer),
-        "word": (models.WordLevel, trainers.WordLevelTrainer),
-    }[settings.tokenization]
-    tokenizer = Tokenizer(model(unk_token="[UNK]"))
-    trainer = trainer_class(
-        vocab_size=settings.vocab_size,
-        min_frequency=settings.min_frequency,
-        special_tokens=SPECIAL_TOKENS,
-        show_progress=False,
-    )
     steps = [normalizers.BertNormalizer(lowercase=settings.lowercase)]
     if settings.strip_html_breaks:
         steps.insert(0, normalizers.Replace(Regex(r"<br\s*/?>"), " "))
-    tokenizer.normalizer = normalizers.Sequence(steps)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    normalizer = normalizers.Sequence(steps)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    if settings.tokenization == "wordpiece":
+        tokenizer = Tokenizer(_wordpiece(texts, settings, normalizer, pre_tokenizer))
+    else:
+        tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    if settings.tokenization == "word":  # tokenizers' WordLevel trainer breaks count ties by the word
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=settings.vocab_size,
+            min_frequency=settings.min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            show_progress=False,
+        )
+        tokenizer.train_from_iterator(texts, trainer=trainer)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -76,11 +82,23 @@ def _train(texts: list[str], settings: VocabSettings):
     return tokenizer
 
 
+def _wordpiece(texts: list[str], settings: VocabSettings, normalizer, pre_tokenizer):
+    """A WordPiece model from `harness.wordpiece` (tokenizers' own trainer is not deterministic),
+    over the words the tokenizer's normalizer and pre-tokenizer make of the texts."""
+    from tokenizers import models
+
+    words = (
+        word for text in texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+    )
+    vocab = train_wordpiece_vocab(words, settings.vocab_size, settings.min_frequency, SPECIAL_TOKENS)
+    return models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix=PREFIX)
+
+
 def vocab_tokenizer(texts: list[str], fingerprint: str, settings: VocabSettings):
     """The tokenizer for these training texts and settings: from the cache, or trained now."""
     from transformers import PreTrainedTokenizerFast
 
-    key = hashlib.sha256(f"{fingerprint}|{settings.model_dump_json()}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{fingerprint}|{settings.model_dump_json()}|{TRAINER}".encode()).hexdigest()[:16]
     path = cache_dir() / "vocab" / key / "tokenizer.json"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -421,7 +421,14 @@ def test_a_seed_run_again_counts_once_in_a_suite_report(fair_run, tmp_path):
     assert transformer.variant == "transformer@n=480" and transformer.seeds == [0, 1]
     newest = records[records["run_id"] == max(records["run_id"])]
     assert {run for run, _, _ in transformer.cells} == set(newest["run_id"])  # the latest record wins
-    assert any("4 record(s) of a (task, variant, seed) that was run again" in n for n in report.notes)
+    (note,) = [n for n in report.notes if "ran again" in n]
+    assert note.startswith("4 record(s) of a (task, variant, seed) that ran again are left out")
+    for old in records[records["run_id"] != max(records["run_id"])].itertuples():
+        if old.model != "transformer":
+            continue
+        new = newest.set_index(["variant", "seed"]).loc[(old.variant, old.seed)]
+        before_after = f"{old.primary_value:.2f} (run {old.run_id}) → {new.primary_value:.2f}"
+        assert f"{old.task} {old.variant} seed {old.seed}: {before_after}" in note
 
 
 def test_resume_refuses_to_mix_code_versions_unless_asked(fair_run, tmp_path):

@@ -253,6 +253,17 @@ def test_glue_score_reproduces_the_glue_papers_bilstm_average():
     assert f"{glue8.value:.1f}" == "68.0" and not glue8.partial  # without WNLI
 
 
+def test_a_group_score_needs_two_of_its_tasks(store_path):
+    from harness.report.build import build_report
+
+    records = load_records(store_path)
+    with Store(store_path) as db:
+        one = build_report(records[records.task == "sst2"], db.predictions, resamples=50)
+        two = build_report(records[records.task.isin(["sst2", "mrpc"])], db.predictions, resamples=50)
+    assert one.groups == []  # GLUE over SST-2 alone would repeat SST-2's column
+    assert [group.score_names for group in two.groups] == [["GLUE-9", "GLUE-8"]]
+
+
 def test_partial_glue_score_is_marked():
     scores = {"cola": 30.0, "sst2": 90.0, "mrpc": 80.0, "stsb": 70.0, "rte": 60.0, "wnli": 50.0}
     partial = score_over("GLUE-8", tuple(GLUE.scores["GLUE-8"]), scores)

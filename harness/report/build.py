@@ -56,6 +56,7 @@ from harness.report.scores import (
     latest_per_seed,
     machine_name,
     pool_seeds,
+    rerun_lines,
 )
 from harness.report.slices import SliceTable, task_slices
 from harness.report.stats import example_standard_error
@@ -490,6 +491,7 @@ def build_report(
     gives a task's evaluation texts for the example-level tables (`harness/samples.py`)."""
     run_ids = list(dict.fromkeys(str(r) for r in records["run_id"]))
     records, superseded = latest_per_seed(records)
+    reruns = rerun_lines(records, superseded)
     ok = records[records["status"] == "ok"]
     facts = task_facts(ok)
     metric_order = {name: fact.metric_keys for name, fact in facts.items()}
@@ -509,16 +511,22 @@ def build_report(
         alpha=alpha,
         resamples=resamples,
     )
-    if superseded:
+    if reruns:
         parts.notes.append(
-            f"{superseded} record(s) of a (task, variant, seed) that was run again are not shown: "
-            "the latest record of each is (an ok one before a failed one)"
+            f"{len(superseded)} record(s) of a (task, variant, seed) that ran again are left out: the report "
+            "shows the latest record of each (an ok one before a failed one); the primary metric before → "
+            "shown: " + "; ".join(reruns)
         )
     sections = [
         parts.section(index, fact, [e for e in entries if e.task == name])
         for index, (name, fact) in enumerate(facts.items())
     ]
-    specs = {fact.group.name: fact.group for fact in facts.values() if fact.group is not None}
+    # a group score needs two of its tasks: over one it would repeat that task's own column
+    specs = {
+        fact.group.name: fact.group
+        for fact in facts.values()
+        if fact.group is not None and len(set(fact.group.members) & set(facts)) > 1
+    }
     groups = [GroupView(spec, list(spec.scores)) for spec in specs.values()]
     provenance = _provenance(records, run_ids)
     return Report(

@@ -227,17 +227,32 @@ def timed_costs(measured: pd.DataFrame) -> tuple[dict[str, float | None], list[s
     return costs, notes
 
 
-def latest_per_seed(records: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+def latest_per_seed(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One record per (task, variant, seed): an ok one before a failed one, then the latest
-    finished; and how many were dropped. A seed run twice (a suite's runs pooled, a re-run) would
+    finished; and the records dropped. A seed run twice (a suite's runs pooled, a re-run) would
     otherwise count twice and narrow the interval."""
     if records.empty:
-        return records, 0
+        return records, records
     order = records.assign(
         _ok=records["status"] == "ok", _finished=records["finished_at"].fillna("").astype(str)
     ).sort_values(["_ok", "_finished", "run_id"], kind="stable")
-    kept = order.drop_duplicates(["task", "variant", "seed"], keep="last")
-    return records.loc[records.index.isin(kept.index)], len(records) - len(kept)
+    kept = records.index.isin(order.drop_duplicates(["task", "variant", "seed"], keep="last").index)
+    return records.loc[kept], records.loc[~kept]
+
+
+def rerun_lines(kept: pd.DataFrame, dropped: pd.DataFrame) -> list[str]:
+    """Per seed that ran again: its earlier record's primary value, then the one shown."""
+    shown = kept.set_index(["task", "variant", "seed"])
+    lines = []
+    for key, group in dropped.groupby(["task", "variant", "seed"], sort=True):
+        earlier = ", ".join(f"{_value(row)} (run {row.run_id})" for row in group.itertuples())
+        lines.append(f"{key[0]} {key[1]} seed {key[2]}: {earlier} → {_value(shown.loc[key])}")
+    return lines
+
+
+def _value(record) -> str:
+    value = record.primary_value if record.status == "ok" else None
+    return f"{record.status}" if value is None or pd.isna(value) else f"{value:.2f}"
 
 
 def pool_seeds(records: pd.DataFrame, metric_order: Mapping[str, list[str]] | None = None) -> list[Entry]:
