@@ -30,7 +30,7 @@ from harness.deploy.backends import state_dict_bytes
 from harness.deploy.capabilities import capabilities
 from harness.deploy.phase import BackendResult, deploy_phase, warm_up
 from harness.events import Progress
-from harness.fingerprint import code_fingerprint, combined, vocabulary_hash
+from harness.fingerprint import CodeFingerprint, code_fingerprint, combined, vocabulary_hash
 from harness.models.registry import Adapter, FittedAdapter, TaskInfo, get_adapter
 from harness.record import CellRecord, now
 from harness.tasks.data import Examples, TaskData, load_task_data
@@ -96,6 +96,7 @@ def run_cell(
     spec: CellSpec, run_id: str, on_progress: Callable[[Progress], None] = lambda p: None
 ) -> CellResult:
     started = time.perf_counter()
+    code = code_fingerprint()  # before the cell imports the modules it loads lazily: the code it runs
     quiet_libraries()
     record = CellRecord.for_spec(spec, run_id)
     device = pick_device(spec.device)
@@ -140,7 +141,7 @@ def run_cell(
     record_phase(record, spec, inputs, stats, evaluation, memory)
     record.contention = contention.phases
     record.trajectory["points"] = finished_trajectory(record, stats)
-    fill_provenance(record, device, allocator)
+    fill_provenance(record, device, allocator, code)
     record.wall_seconds = time.perf_counter() - started
     kept = model_files(model, inputs.tokenizer) if spec.keep_models else None
     return CellResult(record, pd.concat(evaluation.frames, ignore_index=True), kept)
@@ -461,14 +462,15 @@ def data_fingerprint(data: TaskData) -> str:
     return combined({name: rows.fingerprint() for name, rows in splits.items()})
 
 
-def fill_provenance(record: CellRecord, device: torch.device, allocator: str | None) -> None:
+def fill_provenance(
+    record: CellRecord, device: torch.device, allocator: str | None, code: CodeFingerprint
+) -> None:
     record.device = device.type
     record.device_name = machine.device_name(device)
     record.cpu_model = machine.cpu_model()
     record.threads = torch.get_num_threads()
     record.capabilities = capabilities(device) | {"allocator": allocator}
     record.versions = machine.package_versions()
-    code = code_fingerprint()
     record.git_commit, record.git_dirty = code.commit, code.dirty
     record.code_version, record.code_hash = code.version, code.source_hash
     record.finished_at = now()

@@ -8,8 +8,8 @@
   subsetting), so an edited file or a changed dataset revision shows, wherever the data lives.
 - Local data files: a hash of their bytes, so a task's config hash follows the file's content,
   not its absolute path (a moved checkout resumes; an edited CSV does not).
-- Vocabulary: a hash of the tokenizer's token → id table (WordPiece training on a task is not
-  guaranteed to give the same table twice).
+- Vocabulary: a hash of the tokenizer's token → id table (the records made before
+  `harness/wordpiece.py` have a table that tokenizers' trainer drew in hash-map order).
 
 This module imports no torch: the driver fingerprints the code before it resumes a run.
 """
@@ -62,7 +62,8 @@ def _git(*args: str) -> str | None:
 
 @cache
 def code_fingerprint() -> CodeFingerprint:
-    """This process's code (computed once: a cell's process imports the harness once)."""
+    """This process's code, computed once: a cell asks as it starts, before it imports the
+    modules it loads lazily, so an edit made while it runs is not taken for the code it ran."""
     try:
         package_version = version("text-classifier-harness")
     except PackageNotFoundError:

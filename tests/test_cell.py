@@ -55,3 +55,19 @@ def test_packaged_minilm_is_addressable_by_hub_id_and_alias():
     assert resolve_pretrained("sentence-transformers/all-MiniLM-L6-v2") == folder
     assert resolve_pretrained("minilm-l6") == folder
     assert resolve_pretrained("bert-base-uncased") == "bert-base-uncased"  # not local: the hub id
+
+
+def test_a_cell_names_the_code_it_started_with_not_an_edit_made_while_it_ran(data_dir, monkeypatch):
+    import harness.cell as cell_module
+    from harness.fingerprint import CodeFingerprint
+
+    edited = []  # the package "edited" once training is under way (a session's work beside a run)
+    real_train = cell_module.train_phase
+    monkeypatch.setattr(cell_module, "train_phase", lambda *a: edited.append(1) or real_train(*a))
+    monkeypatch.setattr(
+        cell_module,
+        "code_fingerprint",
+        lambda: CodeFingerprint("0.1.0", "c0ffee", bool(edited), "after" if edited else "before"),
+    )
+    record = run_cell(cell(0, data_dir, max_train_examples=100, max_eval_examples=50), "e").record
+    assert edited and (record.code_hash, record.git_dirty) == ("before", False)
