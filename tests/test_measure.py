@@ -171,9 +171,10 @@ def test_the_steady_state_window_skips_warm_up_steps(one_thread):
     assert stats.steady_tokens == stats.steady_examples * 16
     assert stats.wall_seconds >= warmup * nap  # the naps happened...
     assert stats.steady_seconds <= stats.wall_seconds - warmup * nap  # ...outside the window
-    # counted, the naps alone would cap the rate at 880 examples / 1.25 s (no timing against
-    # a control run here: on a loaded machine two timings differ by more than any margin)
-    assert stats.examples_per_s > 2 * stats.steady_examples / (warmup * nap)
+    # counted, the naps alone would cap the rate at 880 examples / 1.25 s = 704/s, whatever the
+    # machine's load: above it, they were not (no margin beyond that: a loaded machine, the test
+    # suite's other worker beside a training run, brought the 55 steps to 858/s)
+    assert stats.examples_per_s > stats.steady_examples / (warmup * nap)
 
 
 def test_cpu_tensor_peak_counts_what_a_step_allocates():
