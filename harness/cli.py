@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from functools import wraps
 from pathlib import Path
@@ -60,6 +63,22 @@ def user_errors(command):
         raise typer.Exit(2)
 
     return wrapper
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """`kill PID` ends a run as Ctrl-C does (finished cells kept, the run marked interrupted, the
+    running cell's process killed): a scheduler stops jobs so, and a run started with `nohup … &`
+    ignores SIGINT, so SIGTERM is its only clean stop."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def check_output(path: Path, option: str, folder: bool = False, store: Path | None = None) -> None:
@@ -143,18 +162,19 @@ def run(
     from harness.tables import records_table
 
     check_store_path(store)  # before the suite is planned, long before a cell trains
-    summary = run_suite(
-        suite,
-        store,
-        console,
-        data_dir,
-        resume,
-        executor.value,
-        address,
-        CellSelection(tuple(model or ()), tuple(task or ()), tuple(seed or ())),
-        check_tasks_dirs(tasks_dir),
-        allow_mixed_code,
-    )
+    with sigterm_as_ctrl_c():
+        summary = run_suite(
+            suite,
+            store,
+            console,
+            data_dir,
+            resume,
+            executor.value,
+            address,
+            CellSelection(tuple(model or ()), tuple(task or ()), tuple(seed or ())),
+            check_tasks_dirs(tasks_dir),
+            allow_mixed_code,
+        )
     records = load_records(store, [summary.run_id])
     console.print(records_table(records, f"run {summary.run_id}"))
     if summary.failed:

@@ -179,6 +179,25 @@ def test_ctrl_c_marks_the_run_interrupted_and_keeps_finished_cells(tmp_path, ctr
     assert run_status(store)[1] == "interrupted"
 
 
+def test_sigterm_to_the_driver_alone_ends_the_run_like_ctrl_c(tmp_path):
+    """`kill PID` of a run started with `nohup … &` (SIGINT ignored): only the driver hears it."""
+    suite, store = write_suite(tmp_path, "term", rows=2000), tmp_path / "h.db"
+    driver = start("run", str(suite), "--store", str(store))
+    wait_for(lambda: ok_records(store) >= 1, what="the first stored cell")
+    wait_for(lambda: cell_children(driver), timeout=120, what="the next cell's process")
+    children = cell_children(driver)
+    time.sleep(1.0)
+    driver.send_signal(signal.SIGTERM)
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, out + err
+    assert "Traceback" not in out + err and "interrupted" in out + err
+    records = load_records(store)
+    assert 1 <= len(records) < CELLS and set(records["status"]) == {"ok"}
+    assert run_status(store)[1] == "interrupted"
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive  # the running cell's process did not outlive its driver
+
+
 def test_two_runs_writing_one_store_at_once_both_complete(tmp_path):
     store = tmp_path / "h.db"
     suites = [write_suite(tmp_path, f"together-{i}", seeds=3, rows=150) for i in range(2)]
