@@ -62,14 +62,19 @@ class _Merger:
             new = _merged(old, pair, new_id)
             self._add(index, old, sign=-1)
             self._add(index, new)
-            for stale in set(zip(old, old[1:], strict=False)) - set(zip(new, new[1:], strict=False)):
+            old_pairs, new_pairs = _pairs(old), _pairs(new)
+            for stale in old_pairs - new_pairs:
                 self.pair_words[stale].discard(index)
-            changed.update(zip(old, old[1:], strict=False), zip(new, new[1:], strict=False))
+            changed |= old_pairs | new_pairs
             self.words[index] = new
         self.pair_counts.pop(pair, None)
         for other in sorted(changed - {pair}):
             if self.pair_counts[other] > 0:
                 heapq.heappush(self.heap, (-self.pair_counts[other], other))
+
+
+def _pairs(word: list[int]) -> set[Pair]:
+    return set(zip(word, word[1:], strict=False))
 
 
 def _merged(word: list[int], pair: Pair, new_id: int) -> list[int]:

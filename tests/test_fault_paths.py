@@ -162,32 +162,25 @@ def ctrl_c_raises():
     signal.signal(signal.SIGINT, previous)
 
 
-def test_ctrl_c_marks_the_run_interrupted_and_keeps_finished_cells(tmp_path, ctrl_c_raises):
-    suite, store = write_suite(tmp_path, "ctrlc", rows=2000), tmp_path / "h.db"
+def _ctrl_c_to_the_job(driver: subprocess.Popen) -> None:
+    os.killpg(driver.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole job
+
+
+def _sigterm_to_the_driver(driver: subprocess.Popen) -> None:
+    driver.send_signal(signal.SIGTERM)  # `kill PID` of a run started with `nohup … &` (SIGINT ignored)
+
+
+@pytest.mark.parametrize("stop", [_ctrl_c_to_the_job, _sigterm_to_the_driver])
+def test_ctrl_c_or_sigterm_marks_the_run_interrupted_and_keeps_finished_cells(tmp_path, ctrl_c_raises, stop):
+    suite, store = write_suite(tmp_path, "stop", rows=2000), tmp_path / "h.db"
     driver = start("run", str(suite), "--store", str(store))
     wait_for(lambda: ok_records(store) >= 1, what="the first stored cell")
     # Into the next cell's training, not the instant its process is being started (that instant
     # has its own test below).
     wait_for(lambda: cell_children(driver), timeout=120, what="the next cell's process")
-    time.sleep(1.0)
-    os.killpg(driver.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole job
-    out, err = driver.communicate(timeout=120)
-    assert driver.returncode == 130, out + err
-    assert "Traceback" not in out + err and "interrupted" in out + err
-    records = load_records(store)
-    assert 1 <= len(records) < CELLS and set(records["status"]) == {"ok"}
-    assert run_status(store)[1] == "interrupted"
-
-
-def test_sigterm_to_the_driver_alone_ends_the_run_like_ctrl_c(tmp_path):
-    """`kill PID` of a run started with `nohup … &` (SIGINT ignored): only the driver hears it."""
-    suite, store = write_suite(tmp_path, "term", rows=2000), tmp_path / "h.db"
-    driver = start("run", str(suite), "--store", str(store))
-    wait_for(lambda: ok_records(store) >= 1, what="the first stored cell")
-    wait_for(lambda: cell_children(driver), timeout=120, what="the next cell's process")
     children = cell_children(driver)
     time.sleep(1.0)
-    driver.send_signal(signal.SIGTERM)
+    stop(driver)
     out, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, out + err
     assert "Traceback" not in out + err and "interrupted" in out + err
