@@ -10,10 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from functools import wraps
 from pathlib import Path
@@ -24,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import InputError
+from harness.interrupts import sigterm_as_ctrl_c
 
 if TYPE_CHECKING:
     from harness.profile import ProfileRow
@@ -63,22 +61,6 @@ def user_errors(command):
         raise typer.Exit(2)
 
     return wrapper
-
-
-@contextmanager
-def sigterm_as_ctrl_c() -> Iterator[None]:
-    """`kill PID` ends a run as Ctrl-C does (finished cells kept, the run marked interrupted, the
-    running cell's process killed): a scheduler stops jobs so, and a run started with `nohup … &`
-    ignores SIGINT, so SIGTERM is its only clean stop."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def check_output(path: Path, option: str, folder: bool = False, store: Path | None = None) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,7 @@ from harness.config import CellSpec
 from harness.errors import InputError
 from harness.executors import CellFailure, Outcome, make_executor
 from harness.fingerprint import code_fingerprint
+from harness.interrupts import stops_held
 from harness.planning import expand_cells, load_suite
 from harness.progress import RunDisplay
 from harness.record import CellRecord, now
@@ -52,12 +54,12 @@ def failed_record(spec: CellSpec, run_id: str, failure: CellFailure) -> CellReco
     return record
 
 
-def interruptible(
-    outcomes: Iterable[tuple[CellSpec, Outcome]], store: Store, run_id: str, console: Console
-) -> Iterator[tuple[CellSpec, Outcome]]:
-    """Pass outcomes through; on Ctrl-C mark the run interrupted (finished cells are stored)."""
+@contextmanager
+def interrupted_on_stop(store: Store, run_id: str, console: Console) -> Iterator[None]:
+    """A Ctrl-C or `kill PID` anywhere in here marks the run interrupted (finished cells are
+    stored) and goes on up, to end the command with exit code 130."""
     try:
-        yield from outcomes
+        yield
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         console.print("[yellow]interrupted; finished cells are stored. Continue with --resume[/]")
@@ -202,17 +204,19 @@ def run_suite(
             + (f", {len(cells) - len(todo)} already done" if resume else "")
         )
         failed = unsaved = 0
-        with RunDisplay(len(todo), console) as display:
-            for spec, outcome in interruptible(execute(todo, run_id, display), store, run_id, console):
-                ok = not isinstance(outcome, CellFailure)
-                if not ok:
-                    failed += 1
-                    console.print(f"[red]✗ {spec.cell_id}: {outcome.error}[/]")
-                if not keep(store, spec, outcome, run_id, console):
-                    unsaved += 1
-                elif ok:
-                    for note in outcome.record.notes:
-                        console.print(f"[yellow]! {spec.cell_id}: {note}[/]")
-                display.finished(spec, ok)
-        store.finish_run(run_id, "failed" if failed or unsaved else "ok")
+        with interrupted_on_stop(store, run_id, console), RunDisplay(len(todo), console) as display:
+            for spec, outcome in execute(todo, run_id, display):
+                with stops_held():  # a cell that finished is stored whole before a stop lands
+                    ok = not isinstance(outcome, CellFailure)
+                    if not ok:
+                        failed += 1
+                        console.print(f"[red]✗ {spec.cell_id}: {outcome.error}[/]")
+                    if not keep(store, spec, outcome, run_id, console):
+                        unsaved += 1
+                    elif ok:
+                        for note in outcome.record.notes:
+                            console.print(f"[yellow]! {spec.cell_id}: {note}[/]")
+                    display.finished(spec, ok)
+            with stops_held():
+                store.finish_run(run_id, "failed" if failed or unsaved else "ok")
         return RunSummary(run_id, len(todo), len(cells) - len(todo), failed, unsaved)

@@ -4,6 +4,7 @@ the inline executor agreeing with the local one."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sqlite3
@@ -15,7 +16,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from rich.console import Console
 
+from harness.interrupts import sigterm_as_ctrl_c
+from harness.runner import run_suite
 from harness.store import Store, load_records
 
 CELLS = 5
@@ -189,6 +193,34 @@ def test_ctrl_c_or_sigterm_marks_the_run_interrupted_and_keeps_finished_cells(tm
     assert run_status(store)[1] == "interrupted"
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive  # the running cell's process did not outlive its driver
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_a_stop_while_a_cell_is_stored_waits_for_the_cell_then_marks_the_run_interrupted(
+    tmp_path, data_dir, ctrl_c_raises, monkeypatch, stop
+):
+    """A stop that landed between cells (the driver storing one) once left the run `running`,
+    read `abandoned` once the driver was gone, and could cost the cell being stored."""
+    suite, store = write_suite(tmp_path, "held", seeds=2, rows=100), tmp_path / "h.db"
+    write_cell = Store.write_cell
+
+    def write_cell_with_a_stop_arriving(self, *args, **kwargs):
+        os.kill(os.getpid(), stop)  # lands as the first finished cell is being written
+        time.sleep(0.1)
+        return write_cell(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "write_cell", write_cell_with_a_stop_arriving)
+    console, handlers = (
+        Console(file=io.StringIO()),
+        [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)],
+    )
+    with sigterm_as_ctrl_c(), pytest.raises(KeyboardInterrupt):
+        run_suite(suite, store, console, str(data_dir), executor="inline")
+    records = load_records(store)
+    assert records["seed"].tolist() == [0] and records["status"].tolist() == ["ok"]
+    assert run_status(store)[1] == "interrupted"
+    assert "interrupted; finished cells are stored" in console.file.getvalue()
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers
 
 
 def test_two_runs_writing_one_store_at_once_both_complete(tmp_path):

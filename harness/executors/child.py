@@ -44,6 +44,7 @@ from typing import Any
 
 from harness.allocator import tcmalloc_library
 from harness.executors.base import CellFailure, describe
+from harness.interrupts import stops_held
 
 POLL_S = 0.5
 NO_TCMALLOC_ENV = "HARNESS_NO_TCMALLOC"  # "1": the cells run on the C library's malloc
@@ -134,16 +135,12 @@ def sigint_deferred():
     # multiprocessing starts its resource tracker on first use and then *unblocks* SIGINT in
     # this thread; start it before blocking
     resource_tracker.ensure_running()
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one lands here
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        signal.raise_signal(signal.SIGINT)  # as if it arrived now, to the handler of now
+    with stops_held((signal.SIGINT,)):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one lands here
 
 
 def _child_main(work: str, channel) -> None:
