@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import shutil
@@ -581,6 +582,30 @@ def test_where_two_models_differ_counts_mcnemars_discordant_cells(store_path):
         )
     confusion = next(c for c in examples.confusion if c.model == "cnn")
     assert sum(map(sum, confusion.counts)) == 100 and confusion.labels == ["negative", "positive"]
+
+
+def _configs_changed(records: pd.DataFrame, seed: int, change) -> pd.DataFrame:
+    """The records with `change(config)` applied to each of `seed`'s configs (a copy)."""
+    configs = [copy.deepcopy(c) for c in records["config"]]
+    for config, row_seed in zip(configs, records["seed"], strict=True):
+        if row_seed == seed:
+            change(config)
+    return records.assign(config=configs)
+
+
+def test_seeds_pool_as_mixed_settings_only_when_a_setting_differs_not_when_the_schema_grew(store_path):
+    """Seed 1's configs as older code stored them, without the model's `tasks` field (added later,
+    default None): the same settings. The why report once flagged every IMDb model so."""
+    records = load_records(store_path)
+    assert all("tasks" in config["model"] for config in records["config"])
+    older = _configs_changed(records, 1, lambda config: config["model"].pop("tasks"))
+    assert not any(entry.mixed_configs for entry in pool_seeds(older))
+
+    def other_learning_rate(config):
+        config["training"]["learning_rate"] *= 2
+
+    changed = pool_seeds(_configs_changed(older, 1, other_learning_rate))
+    assert changed and all(entry.mixed_configs for entry in changed)
 
 
 def _with_contention(records: pd.DataFrame, shares: dict[int, dict[str, float]]) -> pd.DataFrame:

@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
+from pydantic import ValidationError
 
-from harness.config import GroupSpec
+from harness.config import GroupSpec, ModelSpec, TaskSpec, TrainingSettings
 from harness.record import CellRecord
 from harness.report.stats import Estimate, t_interval
 from harness.trackers.contention import shared_share
@@ -164,11 +165,21 @@ def _eval_splits(config: dict) -> tuple[str, ...]:
     return (str(evaluation),) if evaluation else ()
 
 
+SETTINGS_SCHEMAS = {"task": TaskSpec, "model": ModelSpec, "training": TrainingSettings}
+
+
 def _settings_key(config: dict) -> str:
-    """What must agree for seeds to be pooled: task, model and training settings."""
-    return json.dumps(
-        {k: config.get(k) for k in ("task", "model", "training", "device")}, sort_keys=True, default=str
-    )
+    """What must agree for seeds to be pooled: task, model and training settings and the device,
+    each read through today's schema, so a field added since (stored by newer cells, absent from
+    older ones) compares at its default instead of reading as a difference. A part today's schema
+    rejects is compared as stored."""
+    parts: dict = {"device": config.get("device")}
+    for name, schema in SETTINGS_SCHEMAS.items():
+        try:
+            parts[name] = schema.model_validate(config.get(name)).model_dump(mode="json")
+        except ValidationError:
+            parts[name] = config.get(name)
+    return json.dumps(parts, sort_keys=True, default=str)
 
 
 def machine_name(row) -> str:
