@@ -381,3 +381,28 @@ def test_a_script_without_a_main_guard_gets_a_message_not_a_hang(tmp_path):
     assert "CellFailure" in result.stdout and "exited with code 1 while starting" in result.stdout
     assert 'if __name__ == "__main__":' in result.stdout
     assert left == []  # the file that carried the work is gone
+
+
+def _parent_pid(emit) -> int:
+    return os.getppid()
+
+
+def _parent_pid_of_a_child(emit) -> int:
+    from harness.executors.child import run_in_child
+
+    return run_in_child(_parent_pid, ())
+
+
+def test_a_childs_own_children_are_forked_by_the_same_fork_server():
+    """A cell's deploy backends once came from a second fork server, started in the cell, which
+    imported torch, datasets and transformers again (seconds a cell); now the first one forks
+    them, and no other server is left behind."""
+    from multiprocessing import forkserver
+
+    from harness.executors.child import run_in_child
+
+    server = run_in_child(_parent_pid, ())  # the fork server forks the child
+    assert server == forkserver._forkserver._forkserver_pid
+    assert run_in_child(_parent_pid_of_a_child, ()) == server  # and the child's child
+    servers = [p for p in psutil.Process().children(recursive=True) if "forkserver" in " ".join(p.cmdline())]
+    assert [p.pid for p in servers] == [server]

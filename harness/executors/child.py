@@ -4,14 +4,14 @@ Why a process: a segfault, an out-of-memory kill or a leaked allocation ends wit
 child, and the child's memory high-water mark is its own. The local executor runs each cell
 this way, a cell each deploy backend, and `harness profile` each (model, length) point.
 
-Where the process comes from: multiprocessing's fork server. Started once per parent (on its
+Where the process comes from: multiprocessing's fork server. Started once per driver (on its
 first child), it imports what every cell imports (`warm.py`) and then forks a process per call,
-so a cell starts in a fraction of a second instead of importing torch, pandas, datasets and
-transformers afresh (docs/benchmarks.md, "Starting a cell's process"). The server runs no
-torch op and starts no thread pool, so a fork of it is as safe as a spawn; where there is no
-fork server (Windows) each process is spawned. Each child runs under the caller's current
-environment variables and working directory (the server has those of its start); only what the
-warm modules read while importing was read then.
+a cell's own processes (its deploy backends) included, so a process starts in a fraction of a
+second instead of importing torch, pandas, datasets and transformers afresh (docs/benchmarks.md,
+"Starting a cell's process"). The server runs no torch op and starts no thread pool, so a fork
+of it is as safe as a spawn; where there is no fork server (Windows) each process is spawned.
+Each child runs under the caller's current environment variables and working directory (the
+server has those of its start); only what the warm modules read while importing was read then.
 
 The child dies with the process that asked for it: it watches that process (a pidfd) and ends
 itself when it ends, so a driver killed with `kill -9` does not leave an orphan training on,
@@ -86,7 +86,8 @@ def _die_with(pid: int) -> None:
 
 def _context() -> mp.context.BaseContext:
     """The fork server, started with SIGINT blocked (its forks inherit the mask, whichever thread
-    asks for them); spawn where there is none."""
+    asks for them); spawn where there is none. In a process the server forked, the same server
+    (`_fork_from_own_server`)."""
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
@@ -95,10 +96,31 @@ def _context() -> mp.context.BaseContext:
     unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         with _preloaded(tcmalloc_library()):
-            forkserver.ensure_running()
+            forkserver._forkserver.ensure_running()  # the instance's: `_fork_from_own_server` sets it
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
     return context
+
+
+def _fork_from_own_server() -> None:
+    """Let this process, forked by the fork server, fork its own children from that server.
+
+    The server's forks inherit its address and the keep-alive pipe of the processes it serves,
+    but not its pid, so multiprocessing's `ensure_running` starts a second server in them, which
+    imports torch, datasets and transformers again: seconds of every cell that serves deploy
+    backends. The first server lives as long as this process does (this process holds the
+    keep-alive pipe), and what it forks holds what the server holds, not this process's memory.
+    Where the state is not that of a fork (spawned, or another Python's multiprocessing),
+    nothing changes and a second server starts as before."""
+    server = forkserver._forkserver
+    forked = (
+        getattr(server, "_forkserver_pid", 0) is None
+        and getattr(server, "_forkserver_address", None) is not None
+        and getattr(server, "_forkserver_alive_fd", None) is not None
+    )
+    if forked:
+        # the server is not this process's child: its liveness cannot be polled, nor need be
+        server.ensure_running = resource_tracker.ensure_running
 
 
 @contextmanager
@@ -148,6 +170,7 @@ def _child_main(work: str, channel) -> None:
         with open(work, "rb") as file:
             function, args, environment, parent = pickle.load(file)
         _die_with(parent)
+        _fork_from_own_server()
         os.environ.clear()
         os.environ.update(environment)
         channel.put(("started", None))
