@@ -57,12 +57,14 @@ def failed_record(spec: CellSpec, run_id: str, failure: CellFailure) -> CellReco
 @contextmanager
 def interrupted_on_stop(store: Store, run_id: str, console: Console) -> Iterator[None]:
     """A Ctrl-C or `kill PID` anywhere in here marks the run interrupted (finished cells are
-    stored) and goes on up, to end the command with exit code 130."""
+    stored) and goes on up, to end the command with exit code 130. A second stop (Ctrl-C pressed
+    twice) waits until the mark is written and said."""
     try:
         yield
     except KeyboardInterrupt:
-        store.finish_run(run_id, "interrupted")
-        console.print("[yellow]interrupted; finished cells are stored. Continue with --resume[/]")
+        with stops_held():
+            store.finish_run(run_id, "interrupted")
+            console.print("[yellow]interrupted; finished cells are stored. Continue with --resume[/]")
         raise
 
 

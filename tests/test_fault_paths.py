@@ -200,16 +200,24 @@ def test_a_stop_while_a_cell_is_stored_waits_for_the_cell_then_marks_the_run_int
     tmp_path, data_dir, ctrl_c_raises, monkeypatch, stop
 ):
     """A stop that landed between cells (the driver storing one) once left the run `running`,
-    read `abandoned` once the driver was gone, and could cost the cell being stored."""
+    read `abandoned` once the driver was gone, and could cost the cell being stored; a second
+    stop (Ctrl-C pressed twice) while the run is marked interrupted waits for the mark too."""
     suite, store = write_suite(tmp_path, "held", seeds=2, rows=100), tmp_path / "h.db"
-    write_cell = Store.write_cell
+    write_cell, finish_run = Store.write_cell, Store.finish_run
 
     def write_cell_with_a_stop_arriving(self, *args, **kwargs):
         os.kill(os.getpid(), stop)  # lands as the first finished cell is being written
         time.sleep(0.1)
         return write_cell(self, *args, **kwargs)
 
+    def finish_run_with_a_second_stop(self, run_id, status):
+        if status == "interrupted":
+            os.kill(os.getpid(), stop)
+            time.sleep(0.1)
+        return finish_run(self, run_id, status)
+
     monkeypatch.setattr(Store, "write_cell", write_cell_with_a_stop_arriving)
+    monkeypatch.setattr(Store, "finish_run", finish_run_with_a_second_stop)
     console, handlers = (
         Console(file=io.StringIO()),
         [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)],
